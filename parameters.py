@@ -1,0 +1,95 @@
+"""Default parameters of spinnconv: edit here, or override per run with ``--params FILE``.
+
+``DEFAULTS`` apply to every dataset; ``PER_DATASET[name]`` overrides them for one
+dataset. A ``--params`` file is a JSON object whose keys are names of
+``DEFAULTS`` (anything else is refused); dict-valued parameters (``neuron``,
+``stdp``) are merged key by key, everything else is replaced.
+
+Units are in the names: ``_ms`` milliseconds, ``_hz`` hertz, ``_na`` nanoamperes
+(weights of current-based synapses), ``_mv`` millivolts.
+"""
+
+DEFAULTS = {
+    # --- simulation --------------------------------------------------------
+    "seed": 0,                    # patch sampling, initial weights, Poisson codes
+    "timestep_ms": 1.0,           # 1 ms is what SpiNNaker runs
+    "presentation_ms": 20.0,      # input spikes of an image lie in [0, presentation_ms)
+    "rest_ms": 30.0,              # silent gap after each image: membranes and currents decay
+    "chunk_images": 200,          # images simulated per run() call (progress, bounded memory)
+    # --- encoding (first stage) --------------------------------------------
+    "dog": True,                  # DoG ON/OFF filtering -> 2 input channels
+    "dog_size": 7,                # DoG kernel side (odd), pixels
+    "dog_sigma_center": 1.0,      # pixels
+    "dog_sigma_surround": 2.0,    # pixels
+    "code": "rate",               # "rate" (regular spike trains) or "latency" (one spike)
+    "max_rate_hz": 500.0,         # rate code: firing rate of an input of intensity 1
+    "latency_threshold": 0.1,     # latency code: inputs below this do not spike
+    # --- neurons (PyNN IF_curr_exp parameters) -------------------------------
+    "neuron": {
+        "cm": 1.0,                # nF
+        "tau_m": 10.0,            # ms
+        "tau_syn_E": 2.0,         # ms
+        "tau_syn_I": 2.0,         # ms
+        "tau_refrac": 2.0,        # ms
+        "v_rest": -65.0,          # mV
+        "v_reset": -65.0,         # mV
+        "v_thresh": -55.0,        # mV
+        "i_offset": 0.0,          # nA
+    },
+    # --- network weights ----------------------------------------------------
+    "calibration_percentile": 90.0,         # conv weights are calibrated after training so
+    "calibration_threshold_crossings": 2.0,  # that this percentile of drive crosses threshold
+                                             # this many times (see training.calibrate_weight_na)
+    "lateral_inhibition_na": 4.0, # WTA between maps at one position (0 disables)
+    "pool_weight_na": 12.0,        # one spike in a pooling window makes the pool neuron fire
+    "synapse_delay_ms": 1.0,
+    # --- STDP training of one conv layer (patch network) ---------------------
+    "stdp": {
+        "tau_plus_ms": 20.0,
+        "tau_minus_ms": 20.0,
+        "a_plus": 0.02,           # fraction of w_max per pair
+        "a_minus": 0.024,
+        "w_max_na": 1.0,
+        "weight_dependence": "additive",  # hard bounds: selective kernels
+    },
+    "train_patches": 2000,        # windows presented per conv layer
+    "train_chunk_patches": 100,   # patches between weight normalisation / homeostasis steps
+    "patch_min_spikes": 4,        # windows with fewer input spikes are not presented
+    "patch_inhibition_na": 10.0,  # WTA among the kernels of the patch network
+    "kernel_l1": 0.35,            # kernels are rescaled to this mean weight (of w_max)
+    "homeostasis_mv": 0.5,        # threshold change per chunk for rate deviations (0: off)
+    # --- readout ------------------------------------------------------------
+    "svm_c": 0.1,                 # LinearSVC regularisation
+    # --- architecture: Conv/Pool layers after the encoder, then the classifier -------
+    "architecture": [
+        {"kind": "conv", "n_kernels": 16, "kernel_shape": [3, 3]},
+        {"kind": "pool", "pool_shape": [2, 2]},
+        {"kind": "classifier"},
+    ],
+}
+
+PER_DATASET = {
+    # scikit-learn's bundled 8×8 digits: small DoG, one conv layer
+    "digits": {
+        "dog_size": 3,
+        "dog_sigma_center": 0.5,
+        "dog_sigma_surround": 1.0,
+        "train_patches": 2000,
+        "architecture": [
+            {"kind": "conv", "n_kernels": 16, "kernel_shape": [3, 3], "padding": 1},
+            {"kind": "pool", "pool_shape": [2, 2]},
+            {"kind": "classifier"},
+        ],
+    },
+    # MNIST 28×28: Kheradpisheh-like DoG -> conv 5×5 -> pool -> conv 5×5 -> pool
+    "mnist": {
+        "train_patches": 3000,
+        "architecture": [
+            {"kind": "conv", "n_kernels": 30, "kernel_shape": [5, 5]},
+            {"kind": "pool", "pool_shape": [2, 2]},
+            {"kind": "conv", "n_kernels": 50, "kernel_shape": [5, 5]},
+            {"kind": "pool", "pool_shape": [2, 2]},
+            {"kind": "classifier"},
+        ],
+    },
+}

@@ -1,0 +1,214 @@
+"""The small interface every simulator backend answers, and its PyNN implementation.
+
+Everything outside ``spinnconv.backends`` talks to a simulator only through a
+:class:`Backend`. ``PyNNBackend`` implements it once for any ``pyNN.<simulator>``
+module; a simulator's module (``brian2.py``, ``nest.py``, ``spinnaker.py``)
+subclasses it and overrides only that simulator's quirks:
+
+* ``dendritic_delay_fraction`` for ``STDPMechanism`` (Brian2 needs 0, the others 1),
+* how a connection list becomes a connector (Brian2 vectorises it, sPyNNaker
+  sorts it by (pre, post)),
+* the sign convention of inhibitory weights on current-based cells.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendUnavailable
+
+
+@dataclass(frozen=True)
+class Connections:
+    """A connection list as parallel arrays: synapse k goes ``pre[k] -> post[k]``.
+
+    ``weight`` is in nA (current-based cells) and always >= 0: whether it
+    excites or inhibits is the projection's receptor, not the sign.
+    """
+
+    pre: np.ndarray
+    post: np.ndarray
+    weight: np.ndarray
+    delay_ms: np.ndarray
+
+    def __post_init__(self):
+        n = np.asarray(self.pre).size
+        for name in ("post", "weight", "delay_ms"):
+            if np.asarray(getattr(self, name)).size != n:
+                raise ValueError(f"Connections.{name} has a different length than pre")
+
+    @classmethod
+    def build(cls, pre, post, weight, delay_ms) -> Connections:
+        """Broadcast scalar weight/delay to the length of ``pre``."""
+        pre = np.asarray(pre, dtype=np.int64)
+        post = np.asarray(post, dtype=np.int64)
+        weight = np.broadcast_to(np.asarray(weight, dtype=np.float64), pre.shape).copy()
+        delay_ms = np.broadcast_to(np.asarray(delay_ms, dtype=np.float64), pre.shape).copy()
+        return cls(pre, post, weight, delay_ms)
+
+    def __len__(self) -> int:
+        return int(np.asarray(self.pre).size)
+
+    def as_list(self, weight_sign: float = 1.0) -> np.ndarray:
+        """``(n, 4)`` array ``[pre, post, weight, delay]`` for ``FromListConnector``."""
+        return np.column_stack([self.pre, self.post, weight_sign * self.weight, self.delay_ms])
+
+
+@dataclass(frozen=True)
+class STDPRule:
+    """Pair-based STDP (``SpikePairRule``) with a soft or hard weight bound.
+
+    ``weight_dependence`` is ``"multiplicative"`` (soft bounds) or ``"additive"``.
+    Weights are in nA; ``a_plus``/``a_minus`` are fractions of ``w_max``.
+    """
+
+    tau_plus_ms: float
+    tau_minus_ms: float
+    a_plus: float
+    a_minus: float
+    w_min: float
+    w_max: float
+    weight_dependence: str = "multiplicative"
+
+
+class Backend:
+    """What every backend answers. See :class:`PyNNBackend` for the semantics."""
+
+    name: str = "?"
+    extra: str = ""  # the pip extra that installs it
+
+    def setup(self, timestep_ms: float, seed: int) -> None: ...
+    def spike_source(self, spike_times: list[np.ndarray], label: str) -> Any: ...
+    def population(self, n: int, cell_params: dict, label: str) -> Any: ...
+    def connect(self, pre, post, connections: Connections, receptor: str = "excitatory",
+                stdp: STDPRule | None = None, label: str = "") -> Any: ...
+    def record(self, population, variables: tuple[str, ...] = ("spikes",), indices=None) -> None: ...
+    def set_parameters(self, population, **values) -> None: ...
+    def run(self, duration_ms: float) -> None: ...
+    def spikes(self, population) -> tuple[np.ndarray, np.ndarray]: ...
+    def weights(self, projection) -> np.ndarray: ...
+    def set_weights(self, projection, weights: np.ndarray) -> None: ...
+    def end(self) -> None: ...
+
+
+class PyNNBackend(Backend):
+    """A :class:`Backend` on top of one ``pyNN.<simulator>`` module."""
+
+    module_name: str = ""
+    dendritic_delay_fraction: float = 1.0
+    #: PyNN wants negative weights for inhibitory synapses on current-based cells.
+    inhibitory_weight_sign: float = -1.0
+
+    def __init__(self):
+        try:
+            self.sim = importlib.import_module(self.module_name)
+        except ImportError as err:  # the optional extra is missing
+            hint = f"pip install 'spinnconv[{self.extra}]'" if self.extra else "see README"
+            raise BackendUnavailable(
+                f"backend '{self.name}' is not available ({err}); install it with: {hint}"
+            ) from err
+        self.timestep_ms = 1.0
+
+    # -- network construction -------------------------------------------------
+    def setup(self, timestep_ms: float, seed: int) -> None:
+        """Start a fresh simulation with time step ``timestep_ms``."""
+        self.timestep_ms = float(timestep_ms)
+        self.sim.setup(timestep=self.timestep_ms, min_delay=self.timestep_ms,
+                       **self.setup_options(seed))
+
+    def setup_options(self, seed: int) -> dict:
+        """Extra keyword arguments for ``sim.setup`` (simulator specific)."""
+        return {}
+
+    def spike_source(self, spike_times: list[np.ndarray], label: str):
+        """A ``SpikeSourceArray`` with one spike-time array (ms) per neuron."""
+        times = [np.asarray(t, dtype=float) for t in spike_times]
+        return self.sim.Population(len(times), self.sim.SpikeSourceArray(spike_times=times),
+                                   label=label)
+
+    def population(self, n: int, cell_params: dict, label: str):
+        """``n`` ``IF_curr_exp`` neurons with the given PyNN parameters."""
+        return self.sim.Population(int(n), self.sim.IF_curr_exp(**cell_params), label=label)
+
+    def synapse(self, connections: Connections, stdp: STDPRule | None):
+        """The PyNN synapse type of a projection (static or STDP)."""
+        if stdp is None:
+            return self.sim.StaticSynapse()
+        dependence_class = {
+            "multiplicative": self.sim.MultiplicativeWeightDependence,
+            "additive": self.sim.AdditiveWeightDependence,
+        }[stdp.weight_dependence]
+        return self.sim.STDPMechanism(
+            timing_dependence=self.sim.SpikePairRule(
+                tau_plus=stdp.tau_plus_ms, tau_minus=stdp.tau_minus_ms,
+                A_plus=stdp.a_plus, A_minus=stdp.a_minus),
+            weight_dependence=dependence_class(w_min=stdp.w_min, w_max=stdp.w_max),
+            dendritic_delay_fraction=self.dendritic_delay_fraction,
+            weight=float(np.mean(connections.weight)) if len(connections) else 0.0,
+            delay=self.timestep_ms,
+        )
+
+    def connector(self, conn_list: np.ndarray):
+        """Turn an ``(n, 4)`` ``[pre, post, weight, delay]`` array into a connector."""
+        return self.sim.FromListConnector(conn_list, column_names=["weight", "delay"])
+
+    def connect(self, pre, post, connections: Connections, receptor: str = "excitatory",
+                stdp: STDPRule | None = None, label: str = ""):
+        """A projection from a connection list; ``receptor`` picks the sign."""
+        sign = self.inhibitory_weight_sign if receptor == "inhibitory" else 1.0
+        conn_list = connections.as_list(weight_sign=sign)
+        return self.sim.Projection(pre, post, self.connector(conn_list),
+                                   synapse_type=self.synapse(connections, stdp),
+                                   receptor_type=receptor, label=label)
+
+    # -- running and reading back -------------------------------------------
+    def record(self, population, variables: tuple[str, ...] = ("spikes",), indices=None) -> None:
+        """Record ``variables`` of ``population`` (all neurons, or ``indices``)."""
+        target = population if indices is None else population[list(indices)]
+        target.record(list(variables))
+
+    def set_parameters(self, population, **values) -> None:
+        """Set neuron parameters (scalars or one value per neuron) between runs."""
+        population.set(**values)
+
+    def run(self, duration_ms: float) -> None:
+        """Advance the simulation by ``duration_ms``."""
+        self.sim.run(float(duration_ms))
+
+    def spikes(self, population) -> tuple[np.ndarray, np.ndarray]:
+        """Spikes recorded since the last call: ``(neuron_index, time_ms)`` arrays.
+
+        Clears the recorder, so memory stays bounded over long runs.
+        """
+        block = population.get_data("spikes", clear=True)
+        trains = block.segments[-1].spiketrains
+        index = [np.full(len(st), st.annotations["source_index"], dtype=np.int64)
+                 for st in trains]
+        times = [np.asarray(st.rescale("ms").magnitude, dtype=np.float64) for st in trains]
+        if not index:
+            return np.zeros(0, np.int64), np.zeros(0, np.float64)
+        return np.concatenate(index), np.concatenate(times)
+
+    def recorded_block(self, population, variables="all"):
+        """The neo ``Block`` of what ``population`` recorded (for figures)."""
+        return population.get_data(variables)
+
+    def weights(self, projection) -> np.ndarray:
+        """Weights as a dense ``(n_pre, n_post)`` array, NaN where no synapse, >= 0."""
+        weights = projection.get("weight", format="array", with_address=False)
+        return np.abs(np.asarray(weights, dtype=np.float64))
+
+    def set_weights(self, projection, weights: np.ndarray) -> None:
+        """Set all weights from a dense ``(n_pre, n_post)`` array (NaN = no synapse)."""
+        sign = 1.0
+        if projection.receptor_type == "inhibitory":
+            sign = self.inhibitory_weight_sign
+        projection.set(weight=sign * np.asarray(weights, dtype=np.float64))
+
+    def end(self) -> None:
+        """Release the simulator."""
+        self.sim.end()

@@ -1,0 +1,63 @@
+"""Brian2 through ``pyNN.brian2`` (installed with spinnconv).
+
+Quirks handled here:
+
+* ``STDPMechanism`` needs ``dendritic_delay_fraction=0``;
+* PyNN's ``FromListConnector`` sets Brian2 synapses one at a time (28 min for a
+  432k-synapse conv list): connection lists go through
+  :class:`~spinnconv.backends.brian2_fromlist.VectorisedFromListConnector`;
+* ``SpikeSourceArray`` objects run on Brian2's default clock (0.1 ms) unless the
+  default clock is set to the PyNN time step before the network is built;
+* spike recordings cannot be cleared: :meth:`Brian2Backend.spikes` reads the
+  monitor incrementally instead.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .base import PyNNBackend
+
+
+class Brian2Backend(PyNNBackend):
+    """``pyNN.brian2`` with a vectorised connection-list path."""
+
+    name = "brian2"
+    extra = ""
+    module_name = "pyNN.brian2"
+    dendritic_delay_fraction = 0.0
+
+    def setup(self, timestep_ms: float, seed: int) -> None:
+        import brian2
+
+        logging.getLogger("brian2").setLevel(logging.ERROR)
+        brian2.prefs.logging.console_log_level = "ERROR"
+        brian2.defaultclock.dt = float(timestep_ms) * brian2.ms
+        brian2.seed(int(seed))
+        self._spikes_read: dict[int, int] = {}
+        super().setup(timestep_ms, seed)
+
+    def connector(self, conn_list):
+        from .brian2_fromlist import VectorisedFromListConnector
+
+        return VectorisedFromListConnector(conn_list, column_names=["weight", "delay"])
+
+    def spikes(self, population):
+        """Spikes since the last call, read straight from Brian2's ``SpikeMonitor``.
+
+        ``pyNN.brian2`` cannot clear a spike recording (``get_data(clear=True)``
+        returns old spikes and neo then refuses them), so we remember how many
+        spikes were already read and slice the monitor from there.
+        """
+        import brian2
+        import numpy as np
+
+        monitor = population.recorder._devices["spikes"]
+        start = self._spikes_read.get(id(population), 0)
+        stop = int(monitor.num_spikes)
+        self._spikes_read[id(population)] = stop
+        if stop == start:
+            return np.zeros(0, np.int64), np.zeros(0, np.float64)
+        index = np.asarray(monitor.i[start:stop], dtype=np.int64)
+        times = np.asarray(monitor.t[start:stop] / brian2.ms, dtype=np.float64)
+        return index, times

@@ -1,0 +1,145 @@
+"""Command line: parse, validate, dispatch to :mod:`spinnconv.pipeline`, map errors to exit codes.
+
+Exit codes: 0 success, 2 usage errors (bad options, wrong order of modes),
+1 runtime failures (corrupt data, I/O, simulator), 130 interrupted.
+Errors print one line on stderr; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from .backends import BACKENDS
+from .checkpoint import ModelDir
+from .config import read_params_file, resolve_parameters
+from .datasets import DATASETS
+from .errors import SpinnconvError, UsageError
+
+MODES = ("loaddata", "training", "testing", "info", "all")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit code 2
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="main.py", description=(
+        "Spiking convolutional network trained layer by layer with STDP, read out by a "
+        "linear SVM, simulated through PyNN."))
+    parser.add_argument("--mode", required=True, choices=MODES,
+                        help="loaddata | training (with --layer) | testing | info | all")
+    parser.add_argument("--layer", help="with --mode training: conv layer number (1, 2, ...) "
+                        "or 'svm'")
+    parser.add_argument("--dataset", default="digits", choices=DATASETS,
+                        help="digits (bundled 8×8, default) or mnist")
+    parser.add_argument("--backend", default="brian2", choices=tuple(BACKENDS),
+                        help="PyNN simulator (default brian2)")
+    parser.add_argument("--source", help="with loaddata/all on mnist: folder holding the four "
+                        "MNIST IDX .gz files to copy")
+    parser.add_argument("--data-dir", default="data", help="where datasets live (default data/)")
+    parser.add_argument("--model-dir", default="model", help="checkpoint folder (default model/)")
+    parser.add_argument("--seed", type=int, help="random seed (default: parameters.py)")
+    parser.add_argument("--train-examples", type=int, help="use the first N training images")
+    parser.add_argument("--test-examples", type=int, help="use the first N test images")
+    parser.add_argument("--params", help="JSON file overriding values of parameters.py")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if args.mode == "training":
+        if args.layer is None:
+            raise UsageError("--mode training needs --layer N (a conv layer number) or "
+                             "--layer svm")
+        if args.layer != "svm" and not args.layer.isdigit():
+            raise UsageError(f"--layer must be a positive number or 'svm', got {args.layer!r}")
+    elif args.layer is not None:
+        raise UsageError("--layer only goes with --mode training")
+    for name in ("train_examples", "test_examples"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+
+
+def make_run(args: argparse.Namespace):
+    from .pipeline import Run
+
+    overrides = read_params_file(args.params) if args.params else {}
+    if args.seed is not None:
+        overrides = {**overrides, "seed": args.seed}
+    params = resolve_parameters(args.dataset, overrides)
+    return Run(params=params, dataset=args.dataset, data_dir=Path(args.data_dir),
+               model_dir=ModelDir(args.model_dir), backend=args.backend,
+               n_train=args.train_examples, n_test=args.test_examples,
+               quiet=args.quiet or not sys.stderr.isatty(), log=print)
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    from . import pipeline
+
+    run = make_run(args)
+    if args.mode == "info":
+        print(pipeline.info(run))
+        return 0
+    if args.mode in ("loaddata", "all"):
+        pipeline.load_data(run, args.source)
+    if args.mode == "training":
+        if args.layer == "svm":
+            pipeline.train_svm(run)
+        else:
+            pipeline.train_layer(run, int(args.layer))
+    if args.mode == "all":
+        started = time.perf_counter()
+        n_layers = run.model(run.load().image_shape).n_conv_layers
+        for number in range(1, n_layers + 1):
+            pipeline.train_layer(run, number)
+        pipeline.train_svm(run)
+        results = pipeline.test(run)
+        print(f"total: {time.perf_counter() - started:.1f} s, peak memory "
+              f"{results['peak_memory_mb']:.0f} MB")
+    if args.mode in ("testing", "all"):
+        results = results if args.mode == "all" else pipeline.test(run)
+        print(f"test images: {results['n_test']}, backend {results['backend']}, "
+              f"{results['seconds']:.1f} s; results in {run.model_dir.path / 'results.json'}")
+        print(f"accuracy: {results['accuracy']:.4f}")
+    return 0
+
+
+def _quiet_libraries() -> None:
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=SyntaxWarning)
+    warnings.filterwarnings("ignore", message=".*nest-config.*")
+    warnings.filterwarnings("ignore", category=UserWarning, module="nest")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"nest\..*")
+    logging.getLogger("PyNN").setLevel(logging.ERROR)
+    os.environ.setdefault("PYNEST_QUIET", "1")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``main.py`` and the ``spinnconv`` command."""
+    args = build_parser().parse_args(argv)
+    _quiet_libraries()
+    try:
+        _check_args(args)
+        return dispatch(args)
+    except SpinnconvError as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: earlier checkpoints are intact; run the same command again",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Parameters: defaults from ``parameters.py``, per-dataset values, ``--params`` overrides.
+
+Validation happens here, at the edge: unknown names, wrong types, negative or
+non-finite numbers are refused with a :class:`~spinnconv.errors.UsageError`
+before anything runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import math
+from pathlib import Path
+
+from .errors import UsageError
+from .model import _LAYER_CLASSES, ConvLayer, SequentialModel
+
+#: Parameters that must be strictly positive (others must be >= 0 where numeric).
+_STRICTLY_POSITIVE = {"timestep_ms", "presentation_ms", "chunk_images", "max_rate_hz",
+                      "train_patches", "train_chunk_patches", "svm_c", "synapse_delay_ms",
+                      "pool_weight_na", "calibration_threshold_crossings", "kernel_l1", "dog_size",
+                      "dog_sigma_center", "dog_sigma_surround"}
+#: Parameters (or sub-parameters) that may be negative.
+_SIGNED = {"v_rest", "v_reset", "v_thresh", "i_offset"}
+_CHOICES = {"code": ("rate", "latency"),
+            "weight_dependence": ("multiplicative", "additive")}
+
+
+def default_parameters() -> tuple[dict, dict]:
+    """``(DEFAULTS, PER_DATASET)`` from the user-editable ``parameters.py``."""
+    module = importlib.import_module("parameters")
+    return copy.deepcopy(module.DEFAULTS), copy.deepcopy(module.PER_DATASET)
+
+
+def _check_value(name: str, value, default) -> None:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise UsageError(f"parameter '{name}' must be true or false, got {value!r}")
+        return
+    if isinstance(default, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UsageError(f"parameter '{name}' must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise UsageError(f"parameter '{name}' must be finite, got {value!r}")
+        if isinstance(default, int) and not isinstance(default, bool) and int(value) != value:
+            raise UsageError(f"parameter '{name}' must be an integer, got {value!r}")
+        leaf = name.split(".")[-1]
+        if leaf in _STRICTLY_POSITIVE and value <= 0:
+            raise UsageError(f"parameter '{name}' must be > 0, got {value!r}")
+        if leaf not in _SIGNED and value < 0:
+            raise UsageError(f"parameter '{name}' must be >= 0, got {value!r}")
+        return
+    if isinstance(default, str):
+        leaf = name.split(".")[-1]
+        if not isinstance(value, str) or (leaf in _CHOICES and value not in _CHOICES[leaf]):
+            choices = ", ".join(_CHOICES.get(leaf, ()))
+            raise UsageError(f"parameter '{name}' must be one of: {choices}; got {value!r}")
+        return
+    if isinstance(default, list) and not isinstance(value, list):
+        raise UsageError(f"parameter '{name}' must be a list, got {value!r}")
+
+
+def _merge(base: dict, overrides: dict, where: str) -> dict:
+    merged = copy.deepcopy(base)
+    for name, value in overrides.items():
+        if name not in base:
+            known = ", ".join(sorted(base))
+            raise UsageError(f"unknown parameter '{name}' in {where}; known: {known}")
+        if isinstance(base[name], dict):
+            if not isinstance(value, dict):
+                raise UsageError(f"parameter '{name}' in {where} must be an object")
+            for key in value:
+                if key not in base[name]:
+                    known = ", ".join(sorted(base[name]))
+                    raise UsageError(f"unknown parameter '{name}.{key}' in {where}; known: {known}")
+            merged[name] = {**base[name], **value}
+        else:
+            merged[name] = copy.deepcopy(value)
+    return merged
+
+
+def validate(params: dict, defaults: dict) -> None:
+    """Check every value against the type and range of its default."""
+    for name, default in defaults.items():
+        value = params[name]
+        if isinstance(default, dict):
+            for key, sub_default in default.items():
+                _check_value(f"{name}.{key}", value[key], sub_default)
+        else:
+            _check_value(name, value, default)
+    neuron = params["neuron"]
+    if neuron["v_thresh"] <= neuron["v_reset"]:
+        raise UsageError("parameter 'neuron.v_thresh' must be above 'neuron.v_reset'")
+    if params["timestep_ms"] > params["presentation_ms"]:
+        raise UsageError("parameter 'timestep_ms' must not exceed 'presentation_ms'")
+    if not 0 < params["calibration_percentile"] <= 100:
+        raise UsageError("parameter 'calibration_percentile' must be in (0, 100]")
+    stdp = params["stdp"]
+    if stdp["w_max_na"] <= 0:
+        raise UsageError("parameter 'stdp.w_max_na' must be > 0")
+
+
+def read_params_file(path: str | Path) -> dict:
+    """The JSON object in ``path`` (a ``--params`` file)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise UsageError(f"cannot read --params file {path}: {err.strerror or err}") from None
+    try:
+        overrides = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UsageError(f"--params file {path} is not valid JSON: {err}") from None
+    if not isinstance(overrides, dict):
+        raise UsageError(f"--params file {path} must hold a JSON object of parameter names")
+    return overrides
+
+
+def resolve_parameters(dataset: str, overrides: dict | None = None,
+                       where: str = "--params") -> dict:
+    """Defaults, then the dataset's values, then ``overrides``; validated."""
+    defaults, per_dataset = default_parameters()
+    params = _merge(defaults, per_dataset.get(dataset, {}), f"parameters.PER_DATASET[{dataset!r}]")
+    params = _merge(params, overrides or {}, where)
+    validate(params, defaults)
+    return params
+
+
+def build_model(params: dict, image_shape: tuple[int, int]) -> SequentialModel:
+    """The ``SequentialModel`` of ``params['architecture']`` on encoded images."""
+    channels = 2 if params["dog"] else 1
+    model = SequentialModel((image_shape[0], image_shape[1], channels))
+    for number, entry in enumerate(params["architecture"], start=1):
+        if not isinstance(entry, dict) or entry.get("kind") not in _LAYER_CLASSES:
+            raise UsageError(f"architecture entry {number} needs a 'kind' of: "
+                             + ", ".join(_LAYER_CLASSES))
+        entry = dict(entry)
+        kind = entry.pop("kind")
+        try:
+            layer = _LAYER_CLASSES[kind](**entry)
+        except TypeError as err:
+            raise UsageError(f"architecture entry {number} ({kind}): {err}") from None
+        model.add(layer)
+    if not any(isinstance(layer, ConvLayer) for layer in model.layers):
+        raise UsageError("the architecture needs at least one conv layer")
+    if model.classifier is None:
+        raise UsageError("the architecture must end with a classifier")
+    return model

@@ -1,0 +1,298 @@
+"""Model description: layer specs, ``SequentialModel``, shape inference, JSON.
+
+Pure data: nothing here imports a simulator. A model is the network *after*
+encoding: ``input_shape`` is the shape of the spike-source layer, ``(H, W, C)``
+with ``C = 2`` when the DoG ON/OFF stage is used.
+
+>>> model = SequentialModel(input_shape=(28, 28, 2))
+>>> model.add(ConvLayer(30, (5, 5)))
+>>> model.add(PoolLayer((2, 2)))
+>>> model.add(Classifier())
+>>> model.output_shape
+(12, 12, 30)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+from .errors import UsageError
+
+Shape = tuple[int, int, int]
+
+
+def _positive_int(value, what: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or int(value) != value or value < minimum:
+        raise UsageError(f"{what} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _pair(value, what: str, minimum: int = 1) -> tuple[int, int]:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = (value, value)
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise UsageError(f"{what} must be two integers (height, width), got {value!r}")
+    return (_positive_int(value[0], what, minimum), _positive_int(value[1], what, minimum))
+
+
+def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """``(size + 2*padding - kernel) // stride + 1``; <= 0 means it does not fit."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+@dataclass(frozen=True)
+class ConvLayer:
+    """A convolution layer of ``n_kernels`` LIF feature maps with shared kernels.
+
+    ``lateral_inhibition``: winner-take-all between the feature maps at the same
+    position (an inhibitory synapse from each map to every other map there).
+    Kernels are learned with STDP (``--mode training --layer N``).
+    """
+
+    n_kernels: int
+    kernel_shape: tuple[int, int] = (5, 5)
+    stride: int = 1
+    padding: int = 0
+    lateral_inhibition: bool = True
+    kind: str = field(default="conv", init=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "n_kernels", _positive_int(self.n_kernels, "n_kernels"))
+        object.__setattr__(self, "kernel_shape", _pair(self.kernel_shape, "kernel_shape"))
+        object.__setattr__(self, "stride", _positive_int(self.stride, "stride"))
+        object.__setattr__(self, "padding", _positive_int(self.padding, "padding", 0))
+
+    def describe(self) -> str:
+        kh, kw = self.kernel_shape
+        return f"Conv {self.n_kernels}×{kh}×{kw} s{self.stride} p{self.padding}"
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        height, width, _ = input_shape
+        kh, kw = self.kernel_shape
+        if kh > height + 2 * self.padding or kw > width + 2 * self.padding:
+            raise UsageError(
+                f"{self.describe()}: kernel {kh}×{kw} is larger than its padded input "
+                f"{height + 2 * self.padding}×{width + 2 * self.padding}; use a smaller "
+                "kernel_shape or more padding")
+        return (output_size(height, kh, self.stride, self.padding),
+                output_size(width, kw, self.stride, self.padding), self.n_kernels)
+
+
+@dataclass(frozen=True)
+class PoolLayer:
+    """Spiking pooling: each neuron fires when any neuron of its window fires.
+
+    ``stride`` defaults to the pool shape (non-overlapping windows).
+    """
+
+    pool_shape: tuple[int, int] = (2, 2)
+    stride: int | None = None
+    kind: str = field(default="pool", init=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "pool_shape", _pair(self.pool_shape, "pool_shape"))
+        if self.stride is None:
+            object.__setattr__(self, "stride", self.pool_shape[0])
+        object.__setattr__(self, "stride", _positive_int(self.stride, "pool stride"))
+
+    def describe(self) -> str:
+        ph, pw = self.pool_shape
+        return f"Pool {ph}×{pw} s{self.stride}"
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        height, width, channels = input_shape
+        ph, pw = self.pool_shape
+        if ph > height or pw > width:
+            raise UsageError(f"{self.describe()}: pool window is larger than its input "
+                             f"{height}×{width}")
+        return (output_size(height, ph, self.stride, 0),
+                output_size(width, pw, self.stride, 0), channels)
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """Linear SVM on the previous layer's spike counts.
+
+    ``grid``: sum the counts of each feature map over a ``grid × grid`` partition
+    of its positions (1 = global sum pooling per map); ``None`` keeps one
+    feature per neuron.
+    """
+
+    grid: int | None = None
+    kind: str = field(default="classifier", init=False)
+
+    def __post_init__(self):
+        if self.grid is not None:
+            object.__setattr__(self, "grid", _positive_int(self.grid, "classifier grid"))
+
+    def describe(self) -> str:
+        return "Classifier (linear SVM)" + ("" if self.grid is None else f" grid {self.grid}")
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        height, width, channels = input_shape
+        if self.grid is None:
+            return input_shape
+        if self.grid > min(height, width):
+            raise UsageError(f"classifier grid {self.grid} is larger than its input "
+                             f"{height}×{width}")
+        return (self.grid, self.grid, channels)
+
+
+Layer = ConvLayer | PoolLayer | Classifier
+_LAYER_CLASSES = {"conv": ConvLayer, "pool": PoolLayer, "classifier": Classifier}
+
+
+class SequentialModel:
+    """A stack of layers on a spike-source input of shape ``(H, W, C)``.
+
+    Shapes are inferred as layers are added; a layer that does not fit its
+    input is refused with :class:`~spinnconv.errors.UsageError`.
+    """
+
+    def __init__(self, input_shape: Shape):
+        if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3:
+            raise UsageError(f"input_shape must be (height, width, channels), got {input_shape!r}")
+        self.input_shape: Shape = tuple(_positive_int(s, "input_shape") for s in input_shape)
+        self.layers: list[Layer] = []
+        self._shapes: list[Shape] = [self.input_shape]
+
+    def add(self, layer: Layer) -> SequentialModel:
+        """Append ``layer`` after checking that it fits; returns ``self``."""
+        if not isinstance(layer, (ConvLayer, PoolLayer, Classifier)):
+            raise UsageError(f"cannot add {type(layer).__name__}: not a spinnconv layer")
+        if self.layers and isinstance(self.layers[-1], Classifier):
+            raise UsageError("the Classifier must be the last layer")
+        if isinstance(layer, Classifier) and not self.layers:
+            raise UsageError("a Classifier needs at least one Conv or Pool layer before it")
+        try:
+            shape = layer.output_shape(self._shapes[-1])
+        except UsageError as err:
+            raise UsageError(f"layer {len(self.layers) + 1} ({err})") from None
+        self.layers.append(layer)
+        self._shapes.append(shape)
+        return self
+
+    # -- queries ------------------------------------------------------------
+    @property
+    def shapes(self) -> list[Shape]:
+        """Input shape, then the output shape of every layer."""
+        return list(self._shapes)
+
+    @property
+    def output_shape(self) -> Shape:
+        """Shape of the last spiking layer (what the classifier reads)."""
+        spiking = [s for layer, s in zip(self.layers, self._shapes[1:])
+                   if not isinstance(layer, Classifier)]
+        return spiking[-1] if spiking else self.input_shape
+
+    @property
+    def spiking_layers(self) -> list[Layer]:
+        """Conv and pool layers, in order (the classifier is not a population)."""
+        return [layer for layer in self.layers if not isinstance(layer, Classifier)]
+
+    @property
+    def classifier(self) -> Classifier | None:
+        last = self.layers[-1] if self.layers else None
+        return last if isinstance(last, Classifier) else None
+
+    @property
+    def conv_layer_positions(self) -> list[int]:
+        """Positions (0-based in ``layers``) of the trainable conv layers.
+
+        ``--layer N`` (1-based) refers to the N-th conv layer.
+        """
+        return [i for i, layer in enumerate(self.layers) if isinstance(layer, ConvLayer)]
+
+    @property
+    def n_conv_layers(self) -> int:
+        return len(self.conv_layer_positions)
+
+    def input_shape_of(self, position: int) -> Shape:
+        """Input shape of ``layers[position]``."""
+        return self._shapes[position]
+
+    def output_shape_of(self, position: int) -> Shape:
+        """Output shape of ``layers[position]``."""
+        return self._shapes[position + 1]
+
+    def layer_counts(self) -> list[dict]:
+        """Per layer: name, output shape, neurons, synapses (feed-forward + lateral)."""
+        from .connectivity import conv_synapse_count, pool_synapse_count
+
+        rows = []
+        for position, layer in enumerate(self.layers):
+            in_shape, out_shape = self._shapes[position], self._shapes[position + 1]
+            neurons = out_shape[0] * out_shape[1] * out_shape[2]
+            if isinstance(layer, ConvLayer):
+                synapses = conv_synapse_count(in_shape, layer.kernel_shape, layer.stride,
+                                              layer.padding, layer.n_kernels)
+                if layer.lateral_inhibition:
+                    synapses += out_shape[0] * out_shape[1] * layer.n_kernels * (layer.n_kernels - 1)
+            elif isinstance(layer, PoolLayer):
+                synapses = pool_synapse_count(in_shape, layer.pool_shape, layer.stride)
+            else:
+                neurons, synapses = 0, 0
+            rows.append({"layer": layer.describe(), "output_shape": out_shape,
+                         "neurons": neurons, "synapses": synapses})
+        return rows
+
+    def summary(self) -> str:
+        """A Keras-like table: layer, output shape, neurons, synapses."""
+        rows = [{"layer": "Input (spike sources)", "output_shape": self.input_shape,
+                 "neurons": self.input_shape[0] * self.input_shape[1] * self.input_shape[2],
+                 "synapses": 0}] + self.layer_counts()
+        lines = [f"{'#':>2}  {'layer':<28}{'output shape':<16}{'neurons':>10}{'synapses':>12}"]
+        lines.append("-" * len(lines[0]))
+        for number, row in enumerate(rows):
+            shape = "×".join(str(s) for s in row["output_shape"])
+            lines.append(f"{number:>2}  {row['layer']:<28}{shape:<16}"
+                         f"{row['neurons']:>10,}{row['synapses']:>12,}")
+        lines.append("-" * len(lines[0]))
+        lines.append(f"    {'total':<44}{sum(r['neurons'] for r in rows):>10,}"
+                     f"{sum(r['synapses'] for r in rows):>12,}")
+        return "\n".join(lines)
+
+    # -- serialisation --------------------------------------------------------
+    def to_dict(self) -> dict:
+        """A JSON-ready description that :meth:`from_dict` turns back into a model."""
+        layers = []
+        for layer in self.layers:
+            entry = asdict(layer)
+            entry["kind"] = layer.kind
+            layers.append(entry)
+        return {"input_shape": list(self.input_shape), "layers": layers}
+
+    @classmethod
+    def from_dict(cls, spec: dict) -> SequentialModel:
+        """Rebuild a model from :meth:`to_dict` output; unknown layer kinds are refused."""
+        try:
+            model = cls(tuple(spec["input_shape"]))
+            for entry in spec["layers"]:
+                entry = dict(entry)
+                kind = entry.pop("kind")
+                if kind not in _LAYER_CLASSES:
+                    raise UsageError(f"unknown layer kind {kind!r} in model spec")
+                for key in ("kernel_shape", "pool_shape"):
+                    if key in entry:
+                        entry[key] = tuple(entry[key])
+                model.add(_LAYER_CLASSES[kind](**entry))
+        except (KeyError, TypeError) as err:
+            raise UsageError(f"malformed model spec: {err}") from None
+        return model
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> SequentialModel:
+        return cls.from_dict(json.loads(text))
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, SequentialModel) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        inner = ", ".join(layer.describe() for layer in self.layers)
+        return f"SequentialModel(input_shape={self.input_shape}, layers=[{inner}])"

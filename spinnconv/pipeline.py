@@ -1,0 +1,218 @@
+"""The stages of the pipeline, each one function: load data, train a layer, fit the
+SVM, test, describe. The CLI only parses arguments and calls these.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix
+
+from . import datasets
+from .backends import get_backend
+from .checkpoint import ModelDir, write_json
+from .config import build_model
+from .encoding import encode
+from .errors import UsageError
+from .model import SequentialModel
+from .network import run_images
+from .readout import SpikeCountSVM, features_from_counts
+from .spikes import LayerSpikes
+from .training import calibrate_weight_na, sample_patches, train_conv_layer
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process (MB)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024.0 if sys.platform != "darwin" else peak / 2**20
+
+
+@dataclass
+class Run:
+    """Everything one CLI invocation works with."""
+
+    params: dict
+    dataset: str
+    data_dir: Path
+    model_dir: ModelDir
+    backend: str = "brian2"
+    backend_options: dict = field(default_factory=dict)
+    n_train: int | None = None
+    n_test: int | None = None
+    quiet: bool = False
+    log: callable = print
+
+    @property
+    def dataset_dir(self) -> Path:
+        return self.data_dir / self.dataset
+
+    def load(self) -> datasets.Dataset:
+        return datasets.load_dataset(self.dataset, self.dataset_dir, self.n_train, self.n_test)
+
+    def model(self, image_shape) -> SequentialModel:
+        return build_model(self.params, image_shape)
+
+    def make_backend(self):
+        return get_backend(self.backend, **self.backend_options)
+
+
+def load_data(run: Run, source: str | None = None) -> None:
+    """``--mode loaddata``: make the dataset available under ``data_dir``."""
+    if run.dataset == "digits":
+        data = datasets.load_digits_dataset()
+        run.log(f"digits: bundled with scikit-learn, {data.n_train} train / {data.n_test} "
+                "test images of 8×8, nothing to download")
+        return
+    if run.dataset == "mnist":
+        path = datasets.prepare_mnist(run.dataset_dir, source=source)
+        run.log(f"mnist: verified the four IDX files (SHA-256) in {path}")
+        return
+    datasets.load_dataset(run.dataset, run.dataset_dir)  # raises the unknown-dataset error
+
+
+def _kernels(model_dir: ModelDir, model: SequentialModel, numbers) -> dict[int, np.ndarray]:
+    """Kernel weights in nA of conv layers ``numbers``, keyed by layer position."""
+    positions = model.conv_layer_positions
+    weights = {}
+    for number in numbers:
+        arrays = model_dir.load_layer(number)
+        weights[positions[number - 1]] = arrays["kernels"] * float(arrays["weight_na"])
+    return weights
+
+
+def _require_layers(manifest: dict, needed: int, what: str) -> None:
+    trained = manifest["trained"]["layers"]
+    missing = [n for n in range(1, needed + 1) if n not in trained]
+    if missing:
+        raise UsageError(f"{what} needs conv layer {missing[0]} trained first: run "
+                         f"--mode training --layer {missing[0]}")
+
+
+def _encode(images: np.ndarray, params: dict) -> LayerSpikes:
+    return encode(images, params)
+
+
+def train_layer(run: Run, number: int) -> dict:
+    """``--mode training --layer N``: learn conv layer N's kernels with STDP."""
+    data = run.load()
+    model = run.model(data.image_shape)
+    if not 1 <= number <= model.n_conv_layers:
+        raise UsageError(f"--layer {number} does not exist: the model has conv layers "
+                         f"1..{model.n_conv_layers} (and 'svm')")
+    run.model_dir.check_writable()
+    manifest = run.model_dir.start(model, run.params, run.dataset, run.backend)
+    _require_layers(manifest, number - 1, f"training layer {number}")
+    position = model.conv_layer_positions[number - 1]
+    layer = model.layers[position]
+    backend = run.make_backend()
+    started = time.perf_counter()
+    n_images = min(data.n_train, int(run.params["train_patches"]))
+    spikes = _encode(data.train_images[:n_images], run.params)
+    if position > 0:
+        kernels = _kernels(run.model_dir, model, range(1, number))
+        spikes = run_images(backend, model, kernels, run.params, spikes, upto=position,
+                            description=f"layers 1..{position} for layer {number}",
+                            quiet=run.quiet)
+    rng = np.random.default_rng([run.params["seed"], number])
+    patches = sample_patches(spikes, layer, int(run.params["train_patches"]), rng,
+                             int(run.params["patch_min_spikes"]))
+    trained = train_conv_layer(backend, patches, layer.n_kernels, run.params, rng,
+                               quiet=run.quiet, description=f"STDP layer {number}")
+    weight_na = calibrate_weight_na(spikes.counts(), spikes.shape, layer, trained.kernels,
+                                    run.params)
+    seconds = time.perf_counter() - started
+    run.model_dir.save_layer(manifest, number, {
+        "kernels": trained.kernels, "weight_na": np.asarray(weight_na), "convergence": np.asarray(trained.convergence),
+        "wins": trained.wins, "thresholds_mv": trained.thresholds_mv,
+        "n_patches": np.asarray(trained.n_patches), "seconds": np.asarray(seconds)})
+    history = trained.convergence
+    run.log(f"layer {number}: {trained.n_patches} patches, {layer.n_kernels} kernels, "
+            f"convergence C {history[0]:.4f} -> {history[-1]:.4f}, "
+            f"kernels that won: {int((trained.wins > 0).sum())}/{layer.n_kernels}, "
+            f"weight {weight_na:.2f} nA, "
+            f"{seconds:.1f} s")
+    return {"layer": number, "convergence": history, "seconds": seconds}
+
+
+def extract_features(run: Run, model: SequentialModel, images: np.ndarray,
+                     description: str) -> np.ndarray:
+    """Readout features of ``images``: spike counts of the last spiking layer."""
+    kernels = _kernels(run.model_dir, model, range(1, model.n_conv_layers + 1))
+    spikes = run_images(run.make_backend(), model, kernels, run.params,
+                        _encode(images, run.params), description=description,
+                        quiet=run.quiet)
+    return features_from_counts(spikes.counts(), model.output_shape, model.classifier)
+
+
+def train_svm(run: Run) -> dict:
+    """``--mode training --layer svm``: fit the SVM on the training images' features."""
+    data = run.load()
+    model = run.model(data.image_shape)
+    manifest = run.model_dir.start(model, run.params, run.dataset, run.backend)
+    _require_layers(manifest, model.n_conv_layers, "the SVM")
+    started = time.perf_counter()
+    features = extract_features(run, model, data.train_images, "features (train)")
+    svm = SpikeCountSVM(c=run.params["svm_c"]).fit(features, data.train_labels)
+    train_accuracy = accuracy_score(data.train_labels, svm.predict(features))
+    seconds = time.perf_counter() - started
+    run.model_dir.save_svm(manifest, {**svm.to_arrays(), "n_train": np.asarray(data.n_train)})
+    silent = float(np.mean(features.sum(axis=1) == 0))
+    run.log(f"svm: {data.n_train} images, {features.shape[1]} features, mean "
+            f"{features.sum(axis=1).mean():.1f} spikes/image ({silent:.1%} silent), "
+            f"train accuracy {train_accuracy:.4f}, {seconds:.1f} s")
+    return {"train_accuracy": train_accuracy, "seconds": seconds}
+
+
+def test(run: Run) -> dict:
+    """``--mode testing``: accuracy on the test images; writes ``results.json``."""
+    data = run.load()
+    model = run.model(data.image_shape)
+    manifest = run.model_dir.start(model, run.params, run.dataset, run.backend)
+    if not manifest["trained"]["svm"]:
+        raise UsageError("the SVM is not trained: run --mode training --layer svm first")
+    started = time.perf_counter()
+    svm = SpikeCountSVM.from_arrays(run.model_dir.load_svm())
+    features = extract_features(run, model, data.test_images, "features (test)")
+    predicted = svm.predict(features)
+    accuracy = float(accuracy_score(data.test_labels, predicted))
+    seconds = time.perf_counter() - started
+    results = {
+        "accuracy": accuracy, "n_train": int(run.model_dir.load_svm()["n_train"]),
+        "n_test": data.n_test, "backend": run.backend, "dataset": run.dataset,
+        "confusion_matrix": confusion_matrix(data.test_labels, predicted,
+                                             labels=np.arange(10)).tolist(),
+        "seconds": seconds, "peak_memory_mb": peak_memory_mb(),
+        "seed": run.params["seed"],
+    }
+    write_json(run.model_dir.path / "results.json", results)
+    return results
+
+
+def info(run: Run) -> str:
+    """``--mode info``: the model summary and what is trained."""
+    image_shape = {"digits": (8, 8), "mnist": (28, 28)}.get(run.dataset)
+    if run.model_dir.exists():
+        manifest = run.model_dir.manifest()
+        model = run.model_dir.model()
+        trained = manifest["trained"]
+        status = (f"model dir {run.model_dir.path}: dataset {manifest['dataset']}, backend "
+                  f"{manifest['backend']}, seed {manifest['seed']}; trained conv layers "
+                  f"{trained['layers'] or 'none'} of {model.n_conv_layers}, svm "
+                  f"{'yes' if trained['svm'] else 'no'}")
+        results = run.model_dir.path / "results.json"
+        if results.is_file():
+            import json
+
+            status += f"; last test accuracy {json.loads(results.read_text())['accuracy']:.4f}"
+    else:
+        if image_shape is None:
+            raise UsageError(f"unknown dataset '{run.dataset}'; choose one of: "
+                             + ", ".join(datasets.DATASETS))
+        model = run.model(image_shape)
+        status = f"model dir {run.model_dir.path}: nothing trained yet"
+    return model.summary() + "\n" + status

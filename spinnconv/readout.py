@@ -1,0 +1,85 @@
+"""SVM readout: spike-count features -> a scikit-learn ``Pipeline`` (scaler + LinearSVC).
+
+Arrays in, arrays out; the fitted pipeline is stored as plain arrays (no pickle)
+by :meth:`SpikeCountSVM.to_arrays` and rebuilt by :meth:`SpikeCountSVM.from_arrays`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
+
+from .model import Classifier
+
+
+def features_from_counts(counts: np.ndarray, shape: tuple[int, int, int],
+                         classifier: Classifier) -> np.ndarray:
+    """Features of ``classifier`` from spike counts ``(n_images, H*W*C)``.
+
+    With ``classifier.grid = g`` each feature map's counts are summed over a
+    ``g × g`` partition of its positions; otherwise one feature per neuron.
+    """
+    if classifier.grid is None:
+        return counts.astype(np.float32)
+    height, width, channels = shape
+    maps = counts.reshape(-1, channels, height, width)
+    rows = np.array_split(np.arange(height), classifier.grid)
+    cols = np.array_split(np.arange(width), classifier.grid)
+    cells = [maps[:, :, r][:, :, :, c].sum(axis=(2, 3)) for r in rows for c in cols]
+    return np.stack(cells, axis=2).reshape(counts.shape[0], -1).astype(np.float32)
+
+
+class SpikeCountSVM(ClassifierMixin, BaseEstimator):
+    """Standardised features -> ``LinearSVC``; a scikit-learn estimator."""
+
+    def __init__(self, c: float = 1.0, max_iter: int = 5000, random_state: int = 0):
+        self.c = c
+        self.max_iter = max_iter
+        self.random_state = random_state
+
+    def _pipeline(self) -> Pipeline:
+        return Pipeline([("scale", StandardScaler()),
+                         ("svm", LinearSVC(C=self.c, max_iter=self.max_iter, dual="auto",
+                                           random_state=self.random_state))])
+
+    def fit(self, features: np.ndarray, labels: np.ndarray) -> SpikeCountSVM:
+        self.pipeline_ = self._pipeline().fit(features, labels)
+        self.classes_ = self.pipeline_.classes_
+        return self
+
+    def decision_function(self, features: np.ndarray) -> np.ndarray:
+        return self.pipeline_.decision_function(features)
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        return self.pipeline_.predict(features)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Everything needed to predict, as NumPy arrays."""
+        scaler = self.pipeline_.named_steps["scale"]
+        svm = self.pipeline_.named_steps["svm"]
+        return {"scaler_mean": scaler.mean_, "scaler_scale": scaler.scale_,
+                "scaler_var": scaler.var_, "coef": svm.coef_, "intercept": svm.intercept_,
+                "classes": svm.classes_, "c": np.array(self.c)}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> SpikeCountSVM:
+        """Rebuild a fitted estimator from :meth:`to_arrays` output."""
+        model = cls(c=float(arrays["c"]))
+        pipeline = model._pipeline()
+        scaler = pipeline.named_steps["scale"]
+        scaler.mean_ = np.asarray(arrays["scaler_mean"])
+        scaler.scale_ = np.asarray(arrays["scaler_scale"])
+        scaler.var_ = np.asarray(arrays["scaler_var"])
+        scaler.n_features_in_ = scaler.mean_.size
+        scaler.n_samples_seen_ = 1
+        svm = pipeline.named_steps["svm"]
+        svm.coef_ = np.asarray(arrays["coef"])
+        svm.intercept_ = np.asarray(arrays["intercept"])
+        svm.classes_ = np.asarray(arrays["classes"])
+        svm.n_features_in_ = svm.coef_.shape[1]
+        model.pipeline_ = pipeline
+        model.classes_ = svm.classes_
+        return model

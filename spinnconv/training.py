@@ -1,0 +1,200 @@
+"""Layer-by-layer STDP: learn one conv layer's shared kernels on a patch network.
+
+The patch network has one spike source per element of a ``kh × kw × C`` window
+and one ``IF_curr_exp`` neuron per kernel, all-to-all STDP synapses (PyNN's
+``STDPMechanism`` with ``SpikePairRule``) and winner-take-all inhibition among
+the kernel neurons. Windows cut from the previous layer's spikes are presented
+back to back. Every ``train_chunk_patches`` patches the weights are read back and
+
+* rescaled so every kernel has the same mean weight (synaptic scaling; keeps one
+  kernel from taking over and tiny weights from going subnormal),
+* each kernel neuron's threshold moves towards an equal share of the wins
+  (homeostasis), so every kernel gets to learn.
+
+The learned weights, divided by ``w_max``, are the layer's kernels in [0, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import connectivity as cn
+from .backends.base import Backend, Connections, STDPRule
+from .model import ConvLayer
+from .network import schedule_from
+from .spikes import LayerSpikes
+
+#: Weights below this fraction of w_max are set to 0 after each chunk.
+FLUSH_BELOW = 1e-6
+
+
+def sample_patches(spikes: LayerSpikes, layer: ConvLayer, n_patches: int,
+                   rng: np.random.Generator, min_spikes: int = 1) -> LayerSpikes:
+    """``n_patches`` windows of ``layer``'s receptive field cut from ``spikes``.
+
+    Windows are drawn uniformly over (image, position) among those holding at
+    least ``min_spikes`` spikes. Returns spikes of shape ``(kh, kw, C)``, one
+    "image" per patch, times unchanged.
+    """
+    in_shape = spikes.shape
+    kh, kw = layer.kernel_shape
+    sources = cn.patch_sources(in_shape, layer.kernel_shape, layer.stride, layer.padding)
+    n_positions, patch_size = sources.shape
+    counts = spikes.counts(dtype=np.int32)
+    padded_counts = np.concatenate([counts, np.zeros((counts.shape[0], 1), np.int32)], axis=1)
+    chosen_image, chosen_position = [], []
+    n_found, attempts = 0, 0
+    while n_found < n_patches and attempts < 50:
+        attempts += 1
+        image = rng.integers(0, spikes.n_images, size=4 * n_patches)
+        position = rng.integers(0, n_positions, size=4 * n_patches)
+        total = padded_counts[image[:, None], sources[position]].sum(axis=1)
+        good = total >= min_spikes
+        chosen_image.append(image[good])
+        chosen_position.append(position[good])
+        n_found += int(good.sum())
+    if n_found == 0:
+        raise ValueError(f"no window of the input holds {min_spikes} spikes; lower "
+                         "'patch_min_spikes' or check the encoding")
+    image = np.concatenate(chosen_image)[:n_patches]
+    position = np.concatenate(chosen_position)[:n_patches]
+    # local index of every input neuron for each position (-1 = outside the window)
+    lookup = np.full((n_positions, spikes.n_neurons + 1), -1, dtype=np.int64)
+    rows = np.repeat(np.arange(n_positions), patch_size)
+    lookup[rows, sources.ravel()] = np.tile(np.arange(patch_size), n_positions)
+    lookup[:, -1] = -1  # the padding column
+    bounds = spikes.image_bounds()
+    starts, stops = bounds[image], bounds[image + 1]
+    lengths = stops - starts
+    patch = np.repeat(np.arange(image.size), lengths)
+    take = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+    local = lookup[position[patch], spikes.neuron[take]]
+    keep = local >= 0
+    return LayerSpikes.from_arrays((kh, kw, in_shape[2]), image.size, patch[keep], local[keep],
+                                   spikes.time_ms[take][keep])
+
+
+def convergence(weights_fraction: np.ndarray) -> float:
+    """Kheradpisheh's C = mean(w (1 - w)) over weights in [0, 1]: 0 when binary."""
+    return float(np.mean(weights_fraction * (1.0 - weights_fraction)))
+
+
+def _stdp_rule(params: dict) -> STDPRule:
+    stdp = params["stdp"]
+    return STDPRule(tau_plus_ms=stdp["tau_plus_ms"], tau_minus_ms=stdp["tau_minus_ms"],
+                    a_plus=stdp["a_plus"], a_minus=stdp["a_minus"], w_min=0.0,
+                    w_max=stdp["w_max_na"], weight_dependence=stdp["weight_dependence"])
+
+
+def rescale_kernels(weights_fraction: np.ndarray, mean_weight: float) -> np.ndarray:
+    """Scale each column to mean ``mean_weight`` (clipped to [0, 1]); flush tiny values."""
+    column_mean = weights_fraction.mean(axis=0, keepdims=True)
+    scaled = weights_fraction * (mean_weight / np.maximum(column_mean, 1e-12))
+    scaled = np.clip(scaled, 0.0, 1.0)
+    scaled[scaled < FLUSH_BELOW] = 0.0
+    return scaled
+
+
+def calibrate_weight_na(input_counts: np.ndarray, in_shape, layer: ConvLayer,
+                        kernels: np.ndarray, params: dict) -> float:
+    """Synaptic weight (nA) of a kernel entry of 1, from the layer's input statistics.
+
+    The drive of a conv neuron over one image is ``D = sum(kernel * input spike
+    counts)`` over its window. A spike of ``w`` nA moves the membrane by about
+    ``w * tau_syn_E / cm`` mV before the leak; with the leak over a presentation
+    about half of that remains. The weight is chosen so that the
+    ``calibration_percentile``-th percentile of ``D`` (over images, positions and
+    kernels) reaches ``calibration_threshold_crossings`` times the distance from
+    rest to threshold.
+    """
+    sources = cn.patch_sources(in_shape, layer.kernel_shape, layer.stride, layer.padding)
+    padded = np.concatenate([input_counts, np.zeros((len(input_counts), 1), np.float32)], axis=1)
+    weights = cn.patch_weights_from_kernels(kernels).astype(np.float32)
+    drive = np.concatenate([padded[i:i + 64][:, sources] @ weights
+                            for i in range(0, len(padded), 64)])
+    reference = float(np.percentile(drive, params["calibration_percentile"]))
+    neuron = params["neuron"]
+    gap_mv = neuron["v_thresh"] - neuron["v_rest"]
+    mv_per_na_spike = 0.5 * neuron["tau_syn_E"] / neuron["cm"]
+    return params["calibration_threshold_crossings"] * gap_mv / (
+        mv_per_na_spike * max(reference, 1e-9))
+
+
+@dataclass
+class TrainedLayer:
+    """What training one conv layer produced."""
+
+    kernels: np.ndarray                     # (n, kh, kw, C) in [0, 1]
+    convergence: list[float] = field(default_factory=list)   # C per chunk
+    wins: np.ndarray | None = None          # output spikes per kernel over training
+    thresholds_mv: np.ndarray | None = None  # final v_thresh per kernel neuron
+    n_patches: int = 0
+
+
+def train_conv_layer(backend: Backend, patches: LayerSpikes, n_kernels: int, params: dict,
+                     rng: np.random.Generator, quiet: bool = False,
+                     description: str = "STDP") -> TrainedLayer:
+    """Learn ``n_kernels`` kernels with STDP on ``patches`` (shape ``(kh, kw, C)``)."""
+    kh, kw, channels = patches.shape
+    patch_size = kh * kw * channels
+    schedule = schedule_from(params)
+    rule = _stdp_rule(params)
+    w_max = rule.w_max
+    neuron = dict(params["neuron"])
+    thresholds = np.full(n_kernels, neuron["v_thresh"], dtype=np.float64)
+    chunk = int(params["train_chunk_patches"])
+    mean_weight = params["kernel_l1"]
+    homeostasis_mv = params["homeostasis_mv"]
+
+    backend.setup(params["timestep_ms"], params["seed"])
+    try:
+        source = backend.spike_source(patches.to_source_times(schedule), label="patch")
+        kernels_pop = backend.population(n_kernels, neuron, label="kernels")
+        pre, post = np.meshgrid(np.arange(patch_size), np.arange(n_kernels), indexing="ij")
+        initial = rescale_kernels(rng.uniform(0.0, 1.0, size=(patch_size, n_kernels)),
+                                  mean_weight)
+        stdp_projection = backend.connect(
+            source, kernels_pop,
+            Connections.build(pre.ravel(), post.ravel(), initial.ravel() * w_max,
+                              params["synapse_delay_ms"]),
+            stdp=rule, label="patch_stdp")
+        if n_kernels > 1 and params["patch_inhibition_na"] > 0:
+            ipre, ipost = cn.all_to_all_inhibition(n_kernels)
+            backend.connect(kernels_pop, kernels_pop,
+                            Connections.build(ipre, ipost, params["patch_inhibition_na"],
+                                              params["synapse_delay_ms"]),
+                            receptor="inhibitory", label="patch_wta")
+        backend.record(kernels_pop)
+        history: list[float] = []
+        wins = np.zeros(n_kernels, dtype=np.int64)
+        weights = initial
+        done = 0
+        with tqdm(total=patches.n_images, desc=description, unit="patch", disable=quiet,
+                  leave=False) as bar:
+            while done < patches.n_images:
+                step = min(chunk, patches.n_images - done)
+                duration = step * schedule.period_ms + (schedule.onset_ms if done == 0 else 0.0)
+                backend.run(duration)
+                index, _ = backend.spikes(kernels_pop)
+                chunk_wins = np.bincount(index, minlength=n_kernels)
+                wins += chunk_wins
+                raw = np.nan_to_num(backend.weights(stdp_projection) / w_max)
+                history.append(convergence(np.clip(raw, 0.0, 1.0)))
+                weights = rescale_kernels(raw, mean_weight)
+                backend.set_weights(stdp_projection, weights * w_max)
+                if homeostasis_mv > 0 and chunk_wins.sum() > 0:
+                    share = chunk_wins / chunk_wins.sum()
+                    thresholds += homeostasis_mv * n_kernels * (share - 1.0 / n_kernels)
+                    thresholds = np.maximum(thresholds, neuron["v_reset"] + 1.0)
+                    backend.set_parameters(kernels_pop, v_thresh=thresholds)
+                done += step
+                bar.update(step)
+                bar.set_postfix(C=f"{history[-1]:.4f}", active=int((wins > 0).sum()))
+    finally:
+        backend.end()
+    kernels = cn.kernels_from_patch_weights(weights, (kh, kw), channels)
+    return TrainedLayer(kernels=kernels, convergence=history, wins=wins,
+                        thresholds_mv=thresholds, n_patches=patches.n_images)
