@@ -47,9 +47,8 @@ DEFAULTS = {
     "stdp": {
         "tau_plus_ms": 20.0,
         "tau_minus_ms": 20.0,
-        "a_plus": 0.02,           # fraction of w_max per pair
+        "a_plus": 0.02,           # fraction of w_max per pair (w_max is calibrated per layer)
         "a_minus": 0.024,
-        "w_max_na": 1.0,
         "weight_dependence": "additive",  # hard bounds: selective kernels
     },
     "train_patches": 2000,        # windows presented per conv layer

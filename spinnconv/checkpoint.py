@@ -138,12 +138,16 @@ class ModelDir:
             raise CheckpointError(f"model dir {self.path} is not writable; choose another "
                                   "--model-dir or fix its permissions")
 
-    def start(self, model: SequentialModel, params: dict, dataset: str, backend: str) -> dict:
-        """The manifest for this run: a new one, or the existing one if compatible.
+    def start(self, model: SequentialModel, params: dict, dataset: str, backend: str,
+              create: bool = True) -> dict:
+        """The manifest for this run: the existing one if compatible, else a new one.
 
         A directory holding a different architecture, dataset or parameters is
-        refused rather than overwritten.
+        refused rather than overwritten. With ``create=False`` a missing model is
+        an error and nothing is written.
         """
+        if not self.exists() and not create:
+            self.manifest()  # raises the "no model" error
         if self.exists():
             manifest = self.manifest()
             if SequentialModel.from_dict(manifest["model"]) != model:

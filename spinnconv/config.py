@@ -96,9 +96,6 @@ def validate(params: dict, defaults: dict) -> None:
         raise UsageError("parameter 'timestep_ms' must not exceed 'presentation_ms'")
     if not 0 < params["calibration_percentile"] <= 100:
         raise UsageError("parameter 'calibration_percentile' must be in (0, 100]")
-    stdp = params["stdp"]
-    if stdp["w_max_na"] <= 0:
-        raise UsageError("parameter 'stdp.w_max_na' must be > 0")
 
 
 def read_params_file(path: str | Path) -> dict:

@@ -104,7 +104,8 @@ def train_layer(run: Run, number: int) -> dict:
     if not 1 <= number <= model.n_conv_layers:
         raise UsageError(f"--layer {number} does not exist: the model has conv layers "
                          f"1..{model.n_conv_layers} (and 'svm')")
-    run.model_dir.check_writable()
+    if number > 1 and not run.model_dir.exists():
+        _require_layers({"trained": {"layers": []}}, number - 1, f"training layer {number}")
     manifest = run.model_dir.start(model, run.params, run.dataset, run.backend)
     _require_layers(manifest, number - 1, f"training layer {number}")
     position = model.conv_layer_positions[number - 1]
@@ -129,7 +130,8 @@ def train_layer(run: Run, number: int) -> dict:
     run.model_dir.save_layer(manifest, number, {
         "kernels": trained.kernels, "weight_na": np.asarray(weight_na), "convergence": np.asarray(trained.convergence),
         "wins": trained.wins, "thresholds_mv": trained.thresholds_mv,
-        "n_patches": np.asarray(trained.n_patches), "seconds": np.asarray(seconds)})
+        "n_patches": np.asarray(trained.n_patches), "w_max_na": np.asarray(trained.w_max_na),
+        "seconds": np.asarray(seconds)})
     history = trained.convergence
     run.log(f"layer {number}: {trained.n_patches} patches, {layer.n_kernels} kernels, "
             f"convergence C {history[0]:.4f} -> {history[-1]:.4f}, "
@@ -153,7 +155,9 @@ def train_svm(run: Run) -> dict:
     """``--mode training --layer svm``: fit the SVM on the training images' features."""
     data = run.load()
     model = run.model(data.image_shape)
-    manifest = run.model_dir.start(model, run.params, run.dataset, run.backend)
+    if not run.model_dir.exists():
+        _require_layers({"trained": {"layers": []}}, model.n_conv_layers, "the SVM")
+    manifest = run.model_dir.start(model, run.params, run.dataset, run.backend, create=False)
     _require_layers(manifest, model.n_conv_layers, "the SVM")
     started = time.perf_counter()
     features = extract_features(run, model, data.train_images, "features (train)")
@@ -172,7 +176,10 @@ def test(run: Run) -> dict:
     """``--mode testing``: accuracy on the test images; writes ``results.json``."""
     data = run.load()
     model = run.model(data.image_shape)
-    manifest = run.model_dir.start(model, run.params, run.dataset, run.backend)
+    if not run.model_dir.exists():
+        raise UsageError(f"no model in {run.model_dir.path}: train the layers and the SVM "
+                         "first (--mode training ..., or --mode all)")
+    manifest = run.model_dir.start(model, run.params, run.dataset, run.backend, create=False)
     if not manifest["trained"]["svm"]:
         raise UsageError("the SVM is not trained: run --mode training --layer svm first")
     started = time.perf_counter()

@@ -82,11 +82,11 @@ def convergence(weights_fraction: np.ndarray) -> float:
     return float(np.mean(weights_fraction * (1.0 - weights_fraction)))
 
 
-def _stdp_rule(params: dict) -> STDPRule:
+def _stdp_rule(params: dict, w_max_na: float) -> STDPRule:
     stdp = params["stdp"]
     return STDPRule(tau_plus_ms=stdp["tau_plus_ms"], tau_minus_ms=stdp["tau_minus_ms"],
                     a_plus=stdp["a_plus"], a_minus=stdp["a_minus"], w_min=0.0,
-                    w_max=stdp["w_max_na"], weight_dependence=stdp["weight_dependence"])
+                    w_max=w_max_na, weight_dependence=stdp["weight_dependence"])
 
 
 def rescale_kernels(weights_fraction: np.ndarray, mean_weight: float) -> np.ndarray:
@@ -98,29 +98,37 @@ def rescale_kernels(weights_fraction: np.ndarray, mean_weight: float) -> np.ndar
     return scaled
 
 
-def calibrate_weight_na(input_counts: np.ndarray, in_shape, layer: ConvLayer,
-                        kernels: np.ndarray, params: dict) -> float:
-    """Synaptic weight (nA) of a kernel entry of 1, from the layer's input statistics.
+def weight_for_drive(drive: np.ndarray, params: dict) -> float:
+    """Synaptic weight (nA) per unit of ``drive`` that puts the network in its working range.
 
-    The drive of a conv neuron over one image is ``D = sum(kernel * input spike
-    counts)`` over its window. A spike of ``w`` nA moves the membrane by about
-    ``w * tau_syn_E / cm`` mV before the leak; with the leak over a presentation
-    about half of that remains. The weight is chosen so that the
-    ``calibration_percentile``-th percentile of ``D`` (over images, positions and
-    kernels) reaches ``calibration_threshold_crossings`` times the distance from
-    rest to threshold.
+    ``drive`` holds, per neuron and image, ``sum(kernel * input spike counts)``
+    over the neuron's window. A spike of ``w`` nA moves the membrane by about
+    ``w * tau_syn_E / cm`` mV before the leak; spread over a presentation about
+    half of it remains. The weight is chosen so that the
+    ``calibration_percentile``-th percentile of the drive reaches
+    ``calibration_threshold_crossings`` times the distance from rest to threshold.
     """
-    sources = cn.patch_sources(in_shape, layer.kernel_shape, layer.stride, layer.padding)
-    padded = np.concatenate([input_counts, np.zeros((len(input_counts), 1), np.float32)], axis=1)
-    weights = cn.patch_weights_from_kernels(kernels).astype(np.float32)
-    drive = np.concatenate([padded[i:i + 64][:, sources] @ weights
-                            for i in range(0, len(padded), 64)])
     reference = float(np.percentile(drive, params["calibration_percentile"]))
     neuron = params["neuron"]
     gap_mv = neuron["v_thresh"] - neuron["v_rest"]
     mv_per_na_spike = 0.5 * neuron["tau_syn_E"] / neuron["cm"]
     return params["calibration_threshold_crossings"] * gap_mv / (
         mv_per_na_spike * max(reference, 1e-9))
+
+
+def calibrate_weight_na(input_counts: np.ndarray, in_shape, layer: ConvLayer,
+                        kernels: np.ndarray, params: dict) -> float:
+    """Weight (nA) of a kernel entry of 1 in the conv layer, from its input counts.
+
+    ``input_counts`` ``(n_images, H*W*C)``: spike counts of the layer's input.
+    See :func:`weight_for_drive`.
+    """
+    sources = cn.patch_sources(in_shape, layer.kernel_shape, layer.stride, layer.padding)
+    padded = np.concatenate([input_counts, np.zeros((len(input_counts), 1), np.float32)], axis=1)
+    weights = cn.patch_weights_from_kernels(kernels).astype(np.float32)
+    drive = np.concatenate([padded[i:i + 64][:, sources] @ weights
+                            for i in range(0, len(padded), 64)])
+    return weight_for_drive(drive, params)
 
 
 @dataclass
@@ -132,6 +140,7 @@ class TrainedLayer:
     wins: np.ndarray | None = None          # output spikes per kernel over training
     thresholds_mv: np.ndarray | None = None  # final v_thresh per kernel neuron
     n_patches: int = 0
+    w_max_na: float = 0.0                   # STDP weight bound (calibrated)
 
 
 def train_conv_layer(backend: Backend, patches: LayerSpikes, n_kernels: int, params: dict,
@@ -141,21 +150,22 @@ def train_conv_layer(backend: Backend, patches: LayerSpikes, n_kernels: int, par
     kh, kw, channels = patches.shape
     patch_size = kh * kw * channels
     schedule = schedule_from(params)
-    rule = _stdp_rule(params)
-    w_max = rule.w_max
     neuron = dict(params["neuron"])
     thresholds = np.full(n_kernels, neuron["v_thresh"], dtype=np.float64)
     chunk = int(params["train_chunk_patches"])
     mean_weight = params["kernel_l1"]
     homeostasis_mv = params["homeostasis_mv"]
 
+    initial = rescale_kernels(rng.uniform(0.0, 1.0, size=(patch_size, n_kernels)), mean_weight)
+    # w_max: the weight scale at which the initial kernels drive the kernel neurons
+    w_max = weight_for_drive(patches.counts() @ initial, params)
+    rule = _stdp_rule(params, w_max)
+
     backend.setup(params["timestep_ms"], params["seed"])
     try:
         source = backend.spike_source(patches.to_source_times(schedule), label="patch")
         kernels_pop = backend.population(n_kernels, neuron, label="kernels")
         pre, post = np.meshgrid(np.arange(patch_size), np.arange(n_kernels), indexing="ij")
-        initial = rescale_kernels(rng.uniform(0.0, 1.0, size=(patch_size, n_kernels)),
-                                  mean_weight)
         stdp_projection = backend.connect(
             source, kernels_pop,
             Connections.build(pre.ravel(), post.ravel(), initial.ravel() * w_max,
@@ -197,4 +207,4 @@ def train_conv_layer(backend: Backend, patches: LayerSpikes, n_kernels: int, par
         backend.end()
     kernels = cn.kernels_from_patch_weights(weights, (kh, kw), channels)
     return TrainedLayer(kernels=kernels, convergence=history, wins=wins,
-                        thresholds_mv=thresholds, n_patches=patches.n_images)
+                        thresholds_mv=thresholds, n_patches=patches.n_images, w_max_na=w_max)

@@ -1,0 +1,58 @@
+"""The whole pipeline through the real CLI on real simulators (minutes: marked slow)."""
+
+import json
+
+import pytest
+
+from conftest import accuracy_of, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("backend", ["nest", "brian2"])
+def test_all_on_digits_reaches_090(backend, tmp_path):
+    pytest.importorskip("pyNN." + backend)
+    model_dir = tmp_path / "model"
+    result = run_cli("--mode", "all", "--dataset", "digits", "--backend", backend,
+                     "--model-dir", str(model_dir), "--data-dir", str(tmp_path / "data"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    accuracy = accuracy_of(result)
+    assert accuracy >= 0.90
+    results = json.loads((model_dir / "results.json").read_text())
+    assert results["accuracy"] == pytest.approx(accuracy, abs=1e-4)
+    assert results["backend"] == backend and results["dataset"] == "digits"
+    assert results["n_test"] == 360 and results["n_train"] == 1437
+    matrix = results["confusion_matrix"]
+    assert sum(map(sum, matrix)) == 360
+    assert sum(matrix[i][i] for i in range(10)) / 360 == pytest.approx(accuracy, abs=1e-4)
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    assert manifest["trained"] == {"layers": [1], "svm": True}
+    assert sorted(p.name for p in model_dir.glob("*.npz")) == ["layer1.npz", "svm.npz"]
+
+
+def test_same_seed_same_kernels_and_accuracy(tmp_path):
+    pytest.importorskip("pyNN.nest")
+    runs = []
+    for name in ("a", "b"):
+        model_dir = tmp_path / name
+        result = run_cli("--mode", "all", "--dataset", "digits", "--backend", "nest",
+                         "--seed", "3", "--model-dir", str(model_dir))
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs.append((accuracy_of(result), (model_dir / "layer1.npz").read_bytes()))
+    import io
+
+    import numpy as np
+
+    kernels = [np.load(io.BytesIO(blob))["kernels"] for _, blob in runs]
+    np.testing.assert_array_equal(kernels[0], kernels[1])
+    assert runs[0][0] == runs[1][0]
+
+
+def test_mnist_subset_reaches_090(tmp_path, mnist_dir):
+    pytest.importorskip("pyNN.nest")
+    result = run_cli("--mode", "all", "--dataset", "mnist", "--source", str(mnist_dir),
+                     "--data-dir", str(tmp_path / "data"), "--train-examples", "1000",
+                     "--test-examples", "500", "--backend", "nest",
+                     "--model-dir", str(tmp_path / "model"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert accuracy_of(result) >= 0.90

@@ -1,0 +1,110 @@
+"""Spike containers, the schedule, patch sampling, calibration and STDP on a real backend."""
+
+import numpy as np
+import pytest
+
+from spinnconv import connectivity as cn
+from spinnconv.backends import get_backend
+from spinnconv.config import resolve_parameters
+from spinnconv.model import ConvLayer
+from spinnconv.spikes import LayerSpikes, Schedule
+from spinnconv.training import calibrate_weight_na, sample_patches, train_conv_layer
+
+
+def random_spikes(rng, shape=(6, 6, 2), n_images=5, per_image=40, window_ms=20.0):
+    n = int(np.prod(shape))
+    image = np.repeat(np.arange(n_images), per_image)
+    neuron = rng.integers(0, n, size=image.size)
+    time_ms = rng.integers(0, int(window_ms), size=image.size).astype(float)
+    # one spike per (image, neuron, time)
+    key = np.unique(np.column_stack([image, neuron, time_ms]), axis=0)
+    return LayerSpikes.from_arrays(shape, n_images, key[:, 0], key[:, 1], key[:, 2])
+
+
+def test_schedule_round_trip_through_absolute_times():
+    rng = np.random.default_rng(0)
+    spikes = random_spikes(rng)
+    schedule = Schedule(presentation_ms=20.0, rest_ms=15.0, onset_ms=2.0)
+    per_neuron = spikes.to_source_times(schedule)
+    assert len(per_neuron) == spikes.n_neurons
+    assert all(np.all(np.diff(t) > 0) for t in per_neuron)
+    assert min(t.min() for t in per_neuron if t.size) >= schedule.onset_ms
+    neuron = np.concatenate([np.full(t.size, k) for k, t in enumerate(per_neuron)])
+    times = np.concatenate(per_neuron)
+    again = LayerSpikes.from_recording(spikes.shape, spikes.n_images, neuron, times, schedule)
+    np.testing.assert_array_equal(again.image, spikes.image)
+    np.testing.assert_array_equal(again.neuron, spikes.neuron)
+    np.testing.assert_allclose(again.time_ms, spikes.time_ms)
+    np.testing.assert_array_equal(again.counts(), spikes.counts())
+
+
+def test_counts_and_select():
+    rng = np.random.default_rng(1)
+    spikes = random_spikes(rng)
+    counts = spikes.counts()
+    assert counts.shape == (5, 72) and counts.sum() == spikes.n_spikes
+    subset = spikes.select([3, 1])
+    np.testing.assert_array_equal(subset.counts(), counts[[3, 1]])
+
+
+def test_sampled_patches_are_windows_of_their_image():
+    rng = np.random.default_rng(2)
+    spikes = random_spikes(rng, n_images=4, per_image=60)
+    layer = ConvLayer(3, (3, 3), stride=1, padding=1)
+    patches = sample_patches(spikes, layer, 30, np.random.default_rng(0), min_spikes=2)
+    assert patches.shape == (3, 3, 2) and patches.n_images == 30
+    counts = patches.counts()
+    assert np.all(counts.sum(axis=1) >= 2)
+    # every patch must equal some window of some image
+    sources = cn.patch_sources(spikes.shape, (3, 3), 1, 1)
+    image_counts = np.concatenate([spikes.counts(), np.zeros((4, 1))], axis=1)
+    windows = image_counts[:, sources].reshape(-1, sources.shape[1])
+    for row in counts:
+        assert np.any(np.all(windows == row, axis=1))
+
+
+def test_calibrated_weight_scales_inversely_with_input():
+    rng = np.random.default_rng(3)
+    spikes = random_spikes(rng, n_images=6, per_image=80)
+    layer = ConvLayer(4, (3, 3))
+    kernels = rng.random((4, 3, 3, 2))
+    params = resolve_parameters("digits")
+    weight = calibrate_weight_na(spikes.counts(), spikes.shape, layer, kernels, params)
+    doubled = calibrate_weight_na(2 * spikes.counts(), spikes.shape, layer, kernels, params)
+    assert weight > 0 and doubled == pytest.approx(weight / 2)
+
+
+def _patterned_patches(n_patches=300):
+    """Two alternating 3×3 patterns (a vertical and a horizontal bar) as rate-coded spikes."""
+    vertical = np.zeros((3, 3))
+    vertical[:, 1] = 1
+    horizontal = vertical.T
+    neurons = [np.flatnonzero(p.ravel()) for p in (vertical, horizontal)]
+    image, neuron, time_ms = [], [], []
+    for k in range(n_patches):
+        for n in neurons[k % 2]:
+            for t in range(0, 20, 3):
+                image.append(k)
+                neuron.append(n)
+                time_ms.append(float(t))
+    return LayerSpikes.from_arrays((3, 3, 1), n_patches, image, neuron, time_ms)
+
+
+@pytest.mark.parametrize("backend_name", ["nest", "brian2"])
+def test_stdp_patch_network_learns_and_is_deterministic(backend_name):
+    pytest.importorskip("pyNN." + backend_name)
+    params = resolve_parameters("digits", {"train_chunk_patches": 50})
+    patches = _patterned_patches()
+    results = [train_conv_layer(get_backend(backend_name), patches, 2, params,
+                                np.random.default_rng(7), quiet=True) for _ in range(2)]
+    first, second = results
+    np.testing.assert_array_equal(first.kernels, second.kernels)  # same seed -> same kernels
+    kernels = first.kernels.reshape(2, 9)
+    assert np.all(kernels >= 0) and np.all(kernels <= 1)
+    assert first.wins.sum() > 0 and len(first.convergence) == 6
+    # each kernel prefers one bar: weights on its bar exceed the off-bar weights
+    on_bar = [np.flatnonzero(p) for p in (np.eye(3)[:, [1]].repeat(3, 1).ravel(),
+                                          np.eye(3)[[1]].repeat(3, 0).ravel())]
+    preference = np.array([[kernels[k, idx].mean() for idx in on_bar] for k in range(2)])
+    off_bar = np.setdiff1d(np.arange(9), np.union1d(*on_bar))
+    assert np.all(preference.max(axis=1) > kernels[:, off_bar].mean(axis=1) + 0.1)
