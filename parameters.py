@@ -58,7 +58,8 @@ DEFAULTS = {
     "kernel_l1": 0.35,            # kernels are rescaled to this mean weight (of w_max)
     "homeostasis_mv": 0.5,        # threshold change per chunk for rate deviations (0: off)
     # --- readout ------------------------------------------------------------
-    "svm_c": 0.1,                 # LinearSVC regularisation
+    "svm_c": 0.01,                # LinearSVC regularisation
+    "svm_feature_transform": "sqrt",  # spike counts -> sqrt (variance-stabilising), log1p, none
     # --- architecture: Conv/Pool layers after the encoder, then the classifier -------
     "architecture": [
         {"kind": "conv", "n_kernels": 16, "kernel_shape": [3, 3]},

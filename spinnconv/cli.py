@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import time
 import warnings
@@ -123,10 +124,16 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("PYNEST_QUIET", "1")
 
 
+def _terminate(signum, frame):
+    """SIGTERM behaves like Ctrl-C: unwind, drop temporary files, keep checkpoints."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``main.py`` and the ``spinnconv`` command."""
     args = build_parser().parse_args(argv)
     _quiet_libraries()
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         _check_args(args)
         return dispatch(args)
@@ -136,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
-        print("interrupted: earlier checkpoints are intact; run the same command again",
-              file=sys.stderr)
+        print("error: interrupted; earlier checkpoints are intact, run the same command "
+              "again to redo the interrupted stage", file=sys.stderr)
         return 130
 
 

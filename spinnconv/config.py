@@ -23,7 +23,7 @@ _STRICTLY_POSITIVE = {"timestep_ms", "presentation_ms", "chunk_images", "max_rat
                       "dog_sigma_center", "dog_sigma_surround"}
 #: Parameters (or sub-parameters) that may be negative.
 _SIGNED = {"v_rest", "v_reset", "v_thresh", "i_offset"}
-_CHOICES = {"code": ("rate", "latency"),
+_CHOICES = {"code": ("rate", "latency"), "svm_feature_transform": ("sqrt", "log1p", "none"),
             "weight_dependence": ("multiplicative", "additive")}
 
 

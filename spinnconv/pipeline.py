@@ -161,7 +161,8 @@ def train_svm(run: Run) -> dict:
     _require_layers(manifest, model.n_conv_layers, "the SVM")
     started = time.perf_counter()
     features = extract_features(run, model, data.train_images, "features (train)")
-    svm = SpikeCountSVM(c=run.params["svm_c"]).fit(features, data.train_labels)
+    svm = SpikeCountSVM(c=run.params["svm_c"], transform=run.params["svm_feature_transform"])
+    svm.fit(features, data.train_labels)
     train_accuracy = accuracy_score(data.train_labels, svm.predict(features))
     seconds = time.perf_counter() - started
     run.model_dir.save_svm(manifest, {**svm.to_arrays(), "n_train": np.asarray(data.n_train)})

@@ -18,13 +18,18 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 
 from .spikes import LayerSpikes
+
+if TYPE_CHECKING:
+    import neo
 
 __all__ = [
     "plot_activity_maps",
@@ -158,7 +163,7 @@ def _plot_deep_kernels(kernels, path, title, names) -> Path:
     right_w = 0.75 * cols
     height = min(11.0, max(4.2, 1.4 + 0.8 * rows))
     fig = _figure(left_w + right_w + 1.6, height)
-    top = 1 - 1.0 / height
+    top = 1 - 1.3 / height
     outer = fig.add_gridspec(1, 3, width_ratios=[left_w, right_w, 0.18], wspace=0.12,
                              left=0.07, right=0.93, bottom=0.9 / height, top=top)
     cmap = _weight_cmap()
@@ -231,13 +236,15 @@ def plot_input_raster(spikes: LayerSpikes, image_index: int, path: str | Path,
     else:
         palette = colormaps["tab10"]
         colours = [palette(c % 10) for c in range(channels)]
+    band_centres, band_labels = [], []
     for c in range(channels):
         mine = channel == c
-        ax.scatter(time_ms[mine], neuron[mine], s=6, marker="|", linewidths=0.8,
-                   color=colours[c], label=f"{names[c]} ({int(mine.sum())} spikes)",
-                   rasterized=True)
+        ax.scatter(time_ms[mine], neuron[mine], s=14, marker="|", linewidths=1.0,
+                   color=colours[c], rasterized=True)
         if c > 0:
-            ax.axhline(c * per_map - 0.5, color="0.6", linewidth=0.6, linestyle=":")
+            ax.axhline(c * per_map - 0.5, color="0.5", linewidth=0.6, linestyle=":")
+        band_centres.append((c + 0.5) * per_map - 0.5)
+        band_labels.append(f"{names[c]}\n{int(mine.sum())} spikes")
     ax.set_ylim(-0.5, spikes.n_neurons - 0.5)
     t_end = float(time_ms.max()) if time_ms.size else 1.0
     ax.set_xlim(-0.02 * t_end - 0.5, 1.02 * t_end + 0.5)
@@ -246,7 +253,11 @@ def plot_input_raster(spikes: LayerSpikes, image_index: int, path: str | Path,
     ax.set_title(f"input spikes of image {index}: {neuron.size} spikes, "
                  f"{height}×{width}×{channels} neurons", fontsize=10)
     if channels <= 10:
-        ax.legend(loc="upper right", fontsize=8, markerscale=2, framealpha=0.9)
+        bands = ax.secondary_yaxis("right")
+        bands.set_yticks(band_centres, band_labels, fontsize=8)
+        bands.tick_params(length=0)
+        for label, colour in zip(bands.get_yticklabels(), colours):
+            label.set_color(colour)
     if not neuron.size:
         ax.text(0.5, 0.5, "no spikes", transform=ax.transAxes, ha="center", va="center")
     if image is not None:
@@ -254,7 +265,7 @@ def plot_input_raster(spikes: LayerSpikes, image_index: int, path: str | Path,
         ax_img.set_title(f"image {index}", fontsize=10)
         ax_img.set_xlabel("x (pixel)")
         ax_img.set_ylabel("y (pixel)")
-        fig.colorbar(shown, ax=ax_img, shrink=0.6, label="intensity")
+        fig.colorbar(shown, ax=ax_img, shrink=0.6, label="pixel value")
     fig.tight_layout()
     return _save(fig, path)
 
@@ -285,7 +296,8 @@ def _membrane_signal(block_or_signal):
                      "'v' on the population")
 
 
-def plot_membrane_traces(block_or_signal, path: str | Path,
+def plot_membrane_traces(block_or_signal: neo.Block | neo.Segment | neo.AnalogSignal
+                         | neo.IrregularlySampledSignal, path: str | Path,
                          threshold_mv: float | np.ndarray,
                          title: str = "Membrane potential of kernel neurons during STDP",
                          max_neurons: int = 4,
@@ -334,13 +346,11 @@ def plot_membrane_traces(block_or_signal, path: str | Path,
     palette = colormaps["tab10"]
     for i, ax in enumerate(axes):
         colour = palette(i % 10)
-        ax.plot(times, volts[:, i], color=colour, linewidth=0.8, label="v")
-        ax.axhline(threshold[i], color=colour, linestyle="--", linewidth=1.0,
-                   label=f"threshold {threshold[i]:.1f} mV")
+        ax.plot(times, volts[:, i], color=colour, linewidth=0.8)
+        ax.axhline(threshold[i], color="0.2", linestyle="--", linewidth=1.0)
         ax.set_ylabel("v (mV)")
-        ax.text(0.005, 0.92, f"neuron {labels[i]}", transform=ax.transAxes, fontsize=8,
-                va="top", bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0})
-        ax.legend(loc="upper right", fontsize=7, framealpha=0.8)
+        ax.set_title(f"neuron {labels[i]}: threshold {threshold[i]:.1f} mV (dashed)",
+                     fontsize=8, loc="left", pad=2)
         ax.grid(alpha=0.3)
     low = min(float(volts[:, :shown].min()), float(threshold[:shown].min()))
     high = max(float(volts[:, :shown].max()), float(threshold[:shown].max()))
@@ -380,7 +390,7 @@ def plot_activity_maps(counts: np.ndarray, shape: tuple[int, int, int], path: st
     rows, cols = _grid(channels, 10)
     panel = 1.25 if max(height, width) >= 8 else 0.9
     aspect = width / height
-    fig = _figure(max(4.5, cols * panel * min(2.0, max(aspect, 0.5)) + 1.4),
+    fig = _figure(max(5.5, cols * panel * min(2.0, max(aspect, 0.5)) + 1.4),
                   max(3.0, rows * (panel + 0.25) + 0.9))
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False))
     image = None
@@ -390,8 +400,8 @@ def plot_activity_maps(counts: np.ndarray, shape: tuple[int, int, int], path: st
         ax.set_xticks([])
         ax.set_yticks([])
     _hide_unused(axes, channels)
-    fig.suptitle(f"{title}\n{int(counts.sum())} spikes in {height}×{width}×{channels} neurons "
-                 f"(panel title: map and its spikes)", fontsize=10)
+    fig.suptitle(f"{title}\n{int(counts.sum())} spikes, {height}×{width}×{channels} neurons; "
+                 "panel: map: its spikes", fontsize=10)
     fig.subplots_adjust(left=0.03, right=0.85, bottom=0.04, top=1 - 0.75 / fig.get_figheight(),
                         wspace=0.12, hspace=0.35)
     cax = fig.add_axes([0.88, 0.15, 0.025, 0.65])
@@ -463,13 +473,14 @@ def plot_confusion_matrix(matrix, path: str | Path, accuracy: float | None = Non
     total = round(float(matrix.sum()))
     fig = _figure(max(5.5, 0.55 * n + 1.8), max(4.8, 0.55 * n + 1.2))
     ax = fig.subplots()
-    image = ax.imshow(matrix, cmap="Blues", vmin=0, interpolation="nearest")
-    vmax = float(matrix.max()) if matrix.size else 0.0
+    # square-root colour scale: the few errors off the diagonal still get a visible tint
+    norm = PowerNorm(0.5, vmin=0.0, vmax=max(1.0, float(matrix.max())))
+    image = ax.imshow(matrix, cmap="Blues", norm=norm, interpolation="nearest")
     size = 8 if n <= 12 else 6
     for (row, col), value in np.ndenumerate(matrix):
         text = f"{value:g}" if not float(value).is_integer() else f"{int(value)}"
         ax.text(col, row, text, ha="center", va="center", fontsize=size,
-                color="white" if vmax > 0 and value > 0.55 * vmax else "black")
+                color="white" if norm(value) > 0.6 else "black")
     ax.set_xticks(np.arange(n))
     ax.set_yticks(np.arange(n))
     ax.set_xlabel("predicted digit")
@@ -478,6 +489,6 @@ def plot_confusion_matrix(matrix, path: str | Path, accuracy: float | None = Non
     if accuracy is not None:
         heading += f"\naccuracy {100.0 * float(accuracy):.2f} %"
     ax.set_title(heading, fontsize=10)
-    fig.colorbar(image, ax=ax, shrink=0.8, label="images")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="images (square-root scale)")
     fig.tight_layout()
     return _save(fig, path)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.svm import LinearSVC
 
 from .model import Classifier
@@ -32,16 +32,27 @@ def features_from_counts(counts: np.ndarray, shape: tuple[int, int, int],
     return np.stack(cells, axis=2).reshape(counts.shape[0], -1).astype(np.float32)
 
 
-class SpikeCountSVM(ClassifierMixin, BaseEstimator):
-    """Standardised features -> ``LinearSVC``; a scikit-learn estimator."""
+#: Element-wise transforms of spike counts before scaling (``sqrt`` stabilises the
+#: variance of Poisson-like counts).
+TRANSFORMS = {"none": None, "sqrt": np.sqrt, "log1p": np.log1p}
 
-    def __init__(self, c: float = 1.0, max_iter: int = 5000, random_state: int = 0):
+
+class SpikeCountSVM(ClassifierMixin, BaseEstimator):
+    """Transformed, standardised features -> ``LinearSVC``; a scikit-learn estimator."""
+
+    def __init__(self, c: float = 1.0, transform: str = "sqrt", max_iter: int = 5000,
+                 random_state: int = 0):
         self.c = c
+        self.transform = transform
         self.max_iter = max_iter
         self.random_state = random_state
 
     def _pipeline(self) -> Pipeline:
-        return Pipeline([("scale", StandardScaler()),
+        if self.transform not in TRANSFORMS:
+            raise ValueError(f"unknown transform {self.transform!r}; choose one of: "
+                             + ", ".join(TRANSFORMS))
+        return Pipeline([("transform", FunctionTransformer(TRANSFORMS[self.transform])),
+                         ("scale", StandardScaler()),
                          ("svm", LinearSVC(C=self.c, max_iter=self.max_iter, dual="auto",
                                            random_state=self.random_state))])
 
@@ -62,13 +73,15 @@ class SpikeCountSVM(ClassifierMixin, BaseEstimator):
         svm = self.pipeline_.named_steps["svm"]
         return {"scaler_mean": scaler.mean_, "scaler_scale": scaler.scale_,
                 "scaler_var": scaler.var_, "coef": svm.coef_, "intercept": svm.intercept_,
-                "classes": svm.classes_, "c": np.array(self.c)}
+                "classes": svm.classes_, "c": np.array(self.c),
+                "transform": np.array(self.transform)}
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> SpikeCountSVM:
         """Rebuild a fitted estimator from :meth:`to_arrays` output."""
-        model = cls(c=float(arrays["c"]))
+        model = cls(c=float(arrays["c"]), transform=str(arrays["transform"]))
         pipeline = model._pipeline()
+        pipeline.named_steps["transform"].fit(np.zeros((1, np.asarray(arrays["coef"]).shape[1])))
         scaler = pipeline.named_steps["scale"]
         scaler.mean_ = np.asarray(arrays["scaler_mean"])
         scaler.scale_ = np.asarray(arrays["scaler_scale"])

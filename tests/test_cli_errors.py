@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from conftest import last_line, run_cli, snapshot
 
 TWO_CONV = {"architecture": [

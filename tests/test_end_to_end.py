@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from conftest import accuracy_of, run_cli
 
 pytestmark = pytest.mark.slow
