@@ -22,7 +22,7 @@ from .config import read_params_file, resolve_parameters
 from .datasets import DATASETS
 from .errors import SpinnconvError, UsageError
 
-MODES = ("loaddata", "training", "testing", "info", "all")
+MODES = ("loaddata", "training", "testing", "plot", "info", "all")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Spiking convolutional network trained layer by layer with STDP, read out by a "
         "linear SVM, simulated through PyNN."))
     parser.add_argument("--mode", required=True, choices=MODES,
-                        help="loaddata | training (with --layer) | testing | info | all")
+                        help="loaddata | training (with --layer) | testing | plot | info | all")
     parser.add_argument("--layer", help="with --mode training: conv layer number (1, 2, ...) "
                         "or 'svm'")
     parser.add_argument("--dataset", default="digits", choices=DATASETS,
@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--test-examples", type=int, help="use the first N test images")
     parser.add_argument("--params", help="JSON file overriding values of parameters.py")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--no-plots", action="store_true",
+                        help="do not write figures to <model-dir>/figures after each mode")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
@@ -80,7 +82,8 @@ def make_run(args: argparse.Namespace):
     return Run(params=params, dataset=args.dataset, data_dir=Path(args.data_dir),
                model_dir=ModelDir(args.model_dir), backend=args.backend,
                n_train=args.train_examples, n_test=args.test_examples,
-               quiet=args.quiet or not sys.stderr.isatty(), log=print)
+               quiet=args.quiet or not sys.stderr.isatty(), plots=not args.no_plots,
+               log=print)
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -89,6 +92,10 @@ def dispatch(args: argparse.Namespace) -> int:
     run = make_run(args)
     if args.mode == "info":
         print(pipeline.info(run))
+        return 0
+    if args.mode == "plot":
+        written = pipeline.plot(run)
+        print(f"{len(written)} figures in {run.model_dir.path / 'figures'}")
         return 0
     if args.mode in ("loaddata", "all"):
         pipeline.load_data(run, args.source)

@@ -74,23 +74,28 @@ def build_network(backend: Backend, model: SequentialModel, kernels: dict[int, n
 
 def run_images(backend: Backend, model: SequentialModel, kernels: dict[int, np.ndarray],
                params: dict, input_spikes: LayerSpikes, upto: int | None = None,
-               description: str = "simulating", quiet: bool = False) -> LayerSpikes:
+               description: str = "simulating", quiet: bool = False,
+               record_all: bool = False) -> LayerSpikes | list[LayerSpikes]:
     """Spikes of the output of ``model.layers[upto-1]`` for every input image.
 
-    ``upto`` defaults to all spiking layers. ``upto = 0`` returns the input.
+    ``upto`` defaults to all spiking layers; ``upto = 0`` returns the input.
+    With ``record_all`` every spiking layer is recorded and a list (one
+    ``LayerSpikes`` per layer) is returned.
     """
     n_spiking = len(model.spiking_layers)
     upto = n_spiking if upto is None else upto
     if upto == 0:
-        return input_spikes
+        return [] if record_all else input_spikes
     schedule = schedule_from(params)
     backend.setup(params["timestep_ms"], params["seed"])
     try:
         populations = build_network(backend, model, kernels, params,
                                     input_spikes.to_source_times(schedule), upto)
-        output = populations[-1]
-        backend.record(output)
-        neurons, times = [], []
+        recorded = populations[1:] if record_all else populations[-1:]
+        for population in recorded:
+            backend.record(population)
+        neurons = [[] for _ in recorded]
+        times = [[] for _ in recorded]
         n_images = input_spikes.n_images
         chunk = int(params["chunk_images"])
         with tqdm(total=n_images, desc=description, unit="img", disable=quiet,
@@ -100,13 +105,17 @@ def run_images(backend: Backend, model: SequentialModel, kernels: dict[int, np.n
                 step = min(chunk, n_images - done)
                 duration = step * schedule.period_ms + (schedule.onset_ms if done == 0 else 0.0)
                 backend.run(duration)
-                index, spike_times = backend.spikes(output)
-                neurons.append(index)
-                times.append(spike_times)
+                for k, population in enumerate(recorded):
+                    index, spike_times = backend.spikes(population)
+                    neurons[k].append(index)
+                    times[k].append(spike_times)
                 done += step
                 bar.update(step)
-        return LayerSpikes.from_recording(model.output_shape_of(upto - 1), n_images,
-                                          np.concatenate(neurons), np.concatenate(times),
-                                          schedule)
+        first = upto - len(recorded)
+        layers = [LayerSpikes.from_recording(model.output_shape_of(first + k), n_images,
+                                             np.concatenate(neurons[k]),
+                                             np.concatenate(times[k]), schedule)
+                  for k in range(len(recorded))]
+        return layers if record_all else layers[0]
     finally:
         backend.end()

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix
 
-from . import datasets
+from . import datasets, figures
 from .backends import get_backend
 from .checkpoint import ModelDir, write_json
 from .config import build_model
@@ -45,6 +45,7 @@ class Run:
     n_train: int | None = None
     n_test: int | None = None
     quiet: bool = False
+    plots: bool = True
     log: callable = print
 
     @property
@@ -131,8 +132,11 @@ def train_layer(run: Run, number: int) -> dict:
         "kernels": trained.kernels, "weight_na": np.asarray(weight_na), "convergence": np.asarray(trained.convergence),
         "wins": trained.wins, "thresholds_mv": trained.thresholds_mv,
         "n_patches": np.asarray(trained.n_patches), "w_max_na": np.asarray(trained.w_max_na),
+        "v_trace_t_ms": trained.v_trace_t_ms, "v_trace_mv": trained.v_trace_mv,
         "seconds": np.asarray(seconds)})
     history = trained.convergence
+    if run.plots:
+        figures.training_figures(run.model_dir.path, model, number, run.params)
     run.log(f"layer {number}: {trained.n_patches} patches, {layer.n_kernels} kernels, "
             f"convergence C {history[0]:.4f} -> {history[-1]:.4f}, "
             f"kernels that won: {int((trained.wins > 0).sum())}/{layer.n_kernels}, "
@@ -198,7 +202,34 @@ def test(run: Run) -> dict:
         "seed": run.params["seed"],
     }
     write_json(run.model_dir.path / "results.json", results)
+    if run.plots:
+        _testing_figures(run, model, data)
     return results
+
+
+def _testing_figures(run: Run, model: SequentialModel, data: datasets.Dataset) -> list[Path]:
+    """Figures of one test image run through every layer, and of the test results."""
+    image = data.test_images[:1]
+    input_spikes = _encode(image, run.params)
+    kernels = _kernels(run.model_dir, model, range(1, model.n_conv_layers + 1))
+    layers = run_images(run.make_backend(), model, kernels, run.params, input_spikes,
+                        quiet=True, record_all=True)
+    return figures.testing_figures(run.model_dir.path, model, input_spikes, layers, image[0],
+                                   run.params)
+
+
+def plot(run: Run) -> list[Path]:
+    """``--mode plot``: every figure the model dir's state allows."""
+    manifest = run.model_dir.manifest()
+    model = run.model_dir.model()
+    written = []
+    for number in manifest["trained"]["layers"]:
+        written += figures.training_figures(run.model_dir.path, model, number, run.params)
+    if (run.model_dir.path / "results.json").is_file() and manifest["trained"]["svm"]:
+        written += _testing_figures(run, model, run.load())
+    if not written:
+        raise UsageError(f"nothing to plot in {run.model_dir.path}: train a layer first")
+    return written
 
 
 def info(run: Run) -> str:

@@ -29,6 +29,10 @@ from .spikes import LayerSpikes
 
 #: Weights below this fraction of w_max are set to 0 after each chunk.
 FLUSH_BELOW = 1e-6
+#: Membrane potential is recorded for this many kernel neurons; the trace of the
+#: last TRACED_PATCHES patches is kept for the figures.
+TRACED_NEURONS = 3
+TRACED_PATCHES = 10
 
 
 def sample_patches(spikes: LayerSpikes, layer: ConvLayer, n_patches: int,
@@ -141,6 +145,8 @@ class TrainedLayer:
     thresholds_mv: np.ndarray | None = None  # final v_thresh per kernel neuron
     n_patches: int = 0
     w_max_na: float = 0.0                   # STDP weight bound (calibrated)
+    v_trace_t_ms: np.ndarray | None = None  # membrane traces of a few kernel neurons
+    v_trace_mv: np.ndarray | None = None    # over the last patches (time, neuron)
 
 
 def train_conv_layer(backend: Backend, patches: LayerSpikes, n_kernels: int, params: dict,
@@ -178,6 +184,8 @@ def train_conv_layer(backend: Backend, patches: LayerSpikes, n_kernels: int, par
                                               params["synapse_delay_ms"]),
                             receptor="inhibitory", label="patch_wta")
         backend.record(kernels_pop)
+        traced = list(range(min(TRACED_NEURONS, n_kernels)))
+        backend.record(kernels_pop, ("v",), indices=traced)
         history: list[float] = []
         wins = np.zeros(n_kernels, dtype=np.int64)
         weights = initial
@@ -188,7 +196,7 @@ def train_conv_layer(backend: Backend, patches: LayerSpikes, n_kernels: int, par
                 step = min(chunk, patches.n_images - done)
                 duration = step * schedule.period_ms + (schedule.onset_ms if done == 0 else 0.0)
                 backend.run(duration)
-                index, _ = backend.spikes(kernels_pop)
+                index, _ = backend.spikes(kernels_pop, clear=False)
                 chunk_wins = np.bincount(index, minlength=n_kernels)
                 wins += chunk_wins
                 raw = np.nan_to_num(backend.weights(stdp_projection) / w_max)
@@ -203,8 +211,22 @@ def train_conv_layer(backend: Backend, patches: LayerSpikes, n_kernels: int, par
                 done += step
                 bar.update(step)
                 bar.set_postfix(C=f"{history[-1]:.4f}", active=int((wins > 0).sum()))
+        trace = _last_patches_trace(backend.voltages(kernels_pop), schedule,
+                                    patches.n_images, TRACED_PATCHES)
     finally:
         backend.end()
     kernels = cn.kernels_from_patch_weights(weights, (kh, kw), channels)
     return TrainedLayer(kernels=kernels, convergence=history, wins=wins,
-                        thresholds_mv=thresholds, n_patches=patches.n_images, w_max_na=w_max)
+                        thresholds_mv=thresholds, n_patches=patches.n_images, w_max_na=w_max,
+                        v_trace_t_ms=trace[0], v_trace_mv=trace[1])
+
+
+def _last_patches_trace(signal, schedule, n_patches: int, n_last: int):
+    """Times (ms) and membrane potentials (mV) over the last ``n_last`` patches."""
+    if signal is None:
+        return np.zeros(0), np.zeros((0, 0))
+    times = np.asarray(signal.times.rescale("ms").magnitude)
+    values = np.asarray(signal.rescale("mV").magnitude)
+    start = schedule.start_ms(max(n_patches - n_last, 0))
+    keep = times >= start
+    return times[keep], values[keep]

@@ -117,6 +117,7 @@ class PyNNBackend(Backend):
     def setup(self, timestep_ms: float, seed: int) -> None:
         """Start a fresh simulation with time step ``timestep_ms``."""
         self.timestep_ms = float(timestep_ms)
+        self._read_until_ms: dict[int, float] = {}
         self.sim.setup(timestep=self.timestep_ms, min_delay=self.timestep_ms,
                        **self.setup_options(seed))
 
@@ -179,19 +180,34 @@ class PyNNBackend(Backend):
         """Advance the simulation by ``duration_ms``."""
         self.sim.run(float(duration_ms))
 
-    def spikes(self, population) -> tuple[np.ndarray, np.ndarray]:
+    def spikes(self, population, clear: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Spikes recorded since the last call: ``(neuron_index, time_ms)`` arrays.
 
-        Clears the recorder, so memory stays bounded over long runs.
+        ``clear=True`` clears the recorder (memory stays bounded over long runs;
+        PyNN clears every recorded variable of the population). ``clear=False``
+        keeps the recordings (e.g. membrane traces) and filters by time instead.
         """
-        block = population.get_data("spikes", clear=True)
+        block = population.get_data("spikes", clear=clear)
         trains = block.segments[-1].spiketrains
         index = [np.full(len(st), st.annotations["source_index"], dtype=np.int64)
                  for st in trains]
         times = [np.asarray(st.rescale("ms").magnitude, dtype=np.float64) for st in trains]
         if not index:
             return np.zeros(0, np.int64), np.zeros(0, np.float64)
-        return np.concatenate(index), np.concatenate(times)
+        index, times = np.concatenate(index), np.concatenate(times)
+        if not clear:
+            since = self._read_until_ms.get(id(population), -np.inf)
+            self._read_until_ms[id(population)] = float(self.sim.get_current_time())
+            keep = times >= since
+            index, times = index[keep], times[keep]
+        return index, times
+
+    def voltages(self, population):
+        """The recorded membrane potential as a neo ``AnalogSignal`` (mV, one column per
+        recorded neuron), or ``None`` when nothing was recorded."""
+        block = population.get_data("v")
+        signals = block.segments[-1].filter(name="v")
+        return signals[0] if signals else None
 
     def recorded_block(self, population, variables="all"):
         """The neo ``Block`` of what ``population`` recorded (for figures)."""

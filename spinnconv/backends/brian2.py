@@ -42,7 +42,7 @@ class Brian2Backend(PyNNBackend):
 
         return VectorisedFromListConnector(conn_list, column_names=["weight", "delay"])
 
-    def spikes(self, population):
+    def spikes(self, population, clear: bool = True):
         """Spikes since the last call, read straight from Brian2's ``SpikeMonitor``.
 
         ``pyNN.brian2`` cannot clear a spike recording (``get_data(clear=True)``

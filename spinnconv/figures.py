@@ -1,0 +1,62 @@
+"""Which figures a model dir gets, and from what: the glue between the pipeline and
+:mod:`spinnconv.plots`. Figures land in ``<model-dir>/figures/``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import neo
+import numpy as np
+import quantities as pq
+
+from . import plots
+
+
+def training_figures(model_dir: Path, model, number: int, params: dict) -> list[Path]:
+    """Kernels and membrane traces of conv layer ``number``, and all convergence curves."""
+    figures = model_dir / "figures"
+    arrays = dict(np.load(model_dir / f"layer{number}.npz", allow_pickle=False))
+    names = ["ON", "OFF"] if number == 1 and params["dog"] else None
+    written = [plots.plot_kernels(arrays["kernels"], figures / f"kernels_layer{number}.png",
+                                  f"Conv layer {number}: kernels learned by STDP",
+                                  channel_names=names)]
+    if arrays.get("v_trace_mv") is not None and np.size(arrays["v_trace_mv"]):
+        times = arrays["v_trace_t_ms"]
+        signal = neo.AnalogSignal(arrays["v_trace_mv"], units="mV",
+                                  sampling_period=params["timestep_ms"] * pq.ms,
+                                  t_start=times[0] * pq.ms, name="v")
+        traced = arrays["v_trace_mv"].shape[1]
+        written.append(plots.plot_membrane_traces(
+            signal, figures / f"membrane_layer{number}.png",
+            threshold_mv=arrays["thresholds_mv"][:traced],
+            title=f"Conv layer {number}: kernel neurons during the last STDP patches"))
+    curves = {}
+    for layer in range(1, model.n_conv_layers + 1):
+        path = model_dir / f"layer{layer}.npz"
+        if path.is_file():
+            curves[f"layer {layer}"] = np.load(path, allow_pickle=False)["convergence"]
+    written.append(plots.plot_convergence(curves, figures / "convergence.png",
+                                          int(params["train_chunk_patches"])))
+    return written
+
+
+def testing_figures(model_dir: Path, model, input_spikes, layer_spikes, image,
+                    params: dict) -> list[Path]:
+    """Confusion matrix, the input raster of one test image and its activity per layer."""
+    figures = model_dir / "figures"
+    results = json.loads((model_dir / "results.json").read_text())
+    names = ["ON", "OFF"] if params["dog"] else None
+    written = [
+        plots.plot_confusion_matrix(results["confusion_matrix"],
+                                    figures / "confusion_matrix.png", results["accuracy"]),
+        plots.plot_input_raster(input_spikes, 0, figures / "input_raster.png", image=image,
+                                channel_names=names),
+    ]
+    for position, spikes in enumerate(layer_spikes):
+        layer = model.layers[position]
+        written.append(plots.plot_activity_maps(
+            spikes.counts()[0], spikes.shape, figures / f"activity_layer{position + 1}.png",
+            f"Layer {position + 1} ({layer.describe()}): spikes per map, one test image"))
+    return written
