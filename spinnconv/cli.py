@@ -22,7 +22,7 @@ from .config import read_params_file, resolve_parameters
 from .datasets import DATASETS
 from .errors import SpinnconvError, UsageError
 
-MODES = ("loaddata", "training", "testing", "plot", "info", "all")
+MODES = ("loaddata", "training", "testing", "plot", "deploy", "info", "all")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Spiking convolutional network trained layer by layer with STDP, read out by a "
         "linear SVM, simulated through PyNN."))
     parser.add_argument("--mode", required=True, choices=MODES,
-                        help="loaddata | training (with --layer) | testing | plot | info | all")
+                        help="loaddata | training (with --layer) | testing | plot | deploy | "
+                        "info | all")
     parser.add_argument("--layer", help="with --mode training: conv layer number (1, 2, ...) "
                         "or 'svm'")
     parser.add_argument("--dataset", default="digits", choices=DATASETS,
@@ -54,6 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-plots", action="store_true",
                         help="do not write figures to <model-dir>/figures after each mode")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    spinnaker = parser.add_argument_group("SpiNNaker (--backend spinnaker, --mode deploy)")
+    machine = spinnaker.add_mutually_exclusive_group()
+    machine.add_argument("--virtual-board", type=int, choices=(3, 5),
+                         help="map on a virtual 4-chip (3) or 48-chip (5) board, no hardware")
+    machine.add_argument("--spinnaker-host", metavar="IP", help="a directly attached board")
+    machine.add_argument("--spalloc-server", metavar="URL", help="a shared machine via spalloc")
+    spinnaker.add_argument("--spinnaker-conv", choices=("auto", "native", "fromlist"),
+                           default="auto", help="conv layers as sPyNNaker's native "
+                           "ConvolutionConnector or FromList; auto maps both, keeps the cheaper")
+    spinnaker.add_argument("--emulate-spinnaker", action="store_true",
+                           help="on brian2/nest: use the 16-bit weights the board would use")
     return parser
 
 
@@ -79,8 +91,18 @@ def make_run(args: argparse.Namespace):
     if args.seed is not None:
         overrides = {**overrides, "seed": args.seed}
     params = resolve_parameters(args.dataset, overrides)
+    machine = {key: value for key, value in (("virtual_board", args.virtual_board),
+                                             ("host", args.spinnaker_host),
+                                             ("spalloc_server", args.spalloc_server))
+               if value is not None}
+    if args.emulate_spinnaker and args.backend == "spinnaker":
+        raise UsageError("--emulate-spinnaker is for brian2/nest; --backend spinnaker is the "
+                         "real thing")
+    if args.emulate_spinnaker and params["timestep_ms"] != 1.0:
+        raise UsageError("--emulate-spinnaker needs timestep_ms = 1.0 (SpiNNaker's time step)")
     return Run(params=params, dataset=args.dataset, data_dir=Path(args.data_dir),
-               model_dir=ModelDir(args.model_dir), backend=args.backend,
+               model_dir=ModelDir(args.model_dir), backend=args.backend, machine=machine,
+               emulate_spinnaker=args.emulate_spinnaker,
                n_train=args.train_examples, n_test=args.test_examples,
                quiet=args.quiet or not sys.stderr.isatty(), plots=not args.no_plots,
                log=print)
@@ -92,6 +114,9 @@ def dispatch(args: argparse.Namespace) -> int:
     run = make_run(args)
     if args.mode == "info":
         print(pipeline.info(run))
+        return 0
+    if args.mode == "deploy":
+        pipeline.deploy(run, args.spinnaker_conv)
         return 0
     if args.mode == "plot":
         written = pipeline.plot(run)

@@ -60,8 +60,8 @@ Two ways to put a conv layer on SpiNNaker (``conv_mode``):
       sPyNNaker's default for ``IF_curr_exp`` with synaptic matrices; the
       local-only limit, 2048, would not fit the neuron state and ring buffers
       in DTCM) with the fewest cores, and sets it with
-      ``Population.set_max_atoms_per_core((w, h))``. Sources keep sPyNNaker's
-      default (one core per input channel).
+      ``Population.set_max_atoms_per_core((w, h))``. A source takes a whole
+      input channel per core (sPyNNaker's FromList input also uses one core).
     * **Saturation**: sPyNNaker sizes a local-only ring buffer for one spike
       per source per tick (``get_n_connections_to_post_vertex_maximum`` =
       kernel size), so several spikes of one pooling window in the same time
@@ -106,6 +106,7 @@ from .backends.spinnaker import (
 )
 from .errors import RuntimeFailure, UsageError
 from .model import ConvLayer, PoolLayer, SequentialModel
+from .spinnaker_machine import check_reachable
 
 __all__ = [
     "CONV_MODES",
@@ -148,6 +149,7 @@ def probe_spike_times(n: int, timestep_ms: float = 1.0) -> list[np.ndarray]:
 
 # -- checks -----------------------------------------------------------------------------
 def _check_kernels(model: SequentialModel, kernels_na: dict[int, np.ndarray], upto: int) -> None:
+    """``UsageError`` unless every conv layer has finite, non-negative kernels of its shape."""
     for position in range(upto):
         layer = model.layers[position]
         if not isinstance(layer, ConvLayer):
@@ -167,6 +169,7 @@ def _check_kernels(model: SequentialModel, kernels_na: dict[int, np.ndarray], up
 
 
 def _machine_options(machine: dict) -> dict:
+    """The checked machine options (``None`` values dropped); ``UsageError`` otherwise."""
     if not isinstance(machine, dict):
         raise UsageError(f"machine must be a dict, got {type(machine).__name__}")
     unknown = sorted(set(machine) - set(_MACHINE_KEYS))
@@ -184,6 +187,7 @@ def _machine_options(machine: dict) -> dict:
 
 
 def _describe_machine(options: dict) -> str:
+    """``virtual SpiNN-5 x1``, ``board <host>`` or ``spalloc <url>``."""
     if "virtual_board" in options:
         boards = options.get("n_boards", 1)
         return f"virtual SpiNN-{options['virtual_board']} x{boards}"
@@ -205,6 +209,7 @@ class _MappingBackend(SpiNNakerBackend):
     """
 
     def __init__(self, options: dict, work_dir: Path):
+        """``options`` as checked by :func:`_machine_options`."""
         self.pin_boards = int(options.get("n_boards", 1))
         super().__init__(virtual_board=options.get("virtual_board"), host=options.get("host"),
                          spalloc_server=options.get("spalloc_server"), work_dir=work_dir,
@@ -213,21 +218,25 @@ class _MappingBackend(SpiNNakerBackend):
         self.building = ""
 
     def setup_options(self, seed: int) -> dict:
+        """``n_boards_required`` pins a virtual machine's size (spalloc: as the base)."""
         if self.is_virtual:
             return {"n_boards_required": self.pin_boards}
         return super().setup_options(seed)
 
     def spike_source(self, spike_times: list[np.ndarray], label: str) -> Any:
+        """As the base, remembering ``label``."""
         self.building = label
         return super().spike_source(spike_times, label)
 
     def population(self, n: int, cell_params: dict, label: str) -> Any:
+        """As the base, remembering ``label``."""
         self.building = label
         return super().population(n, cell_params, label)
 
     def connect(self, pre: Any, post: Any, connections: Connections,
                 receptor: str = "excitatory", stdp: STDPRule | None = None,
                 label: str = "") -> Any:
+        """As the base, remembering ``label``."""
         self.building = label or self.building
         return super().connect(pre, post, connections, receptor=receptor, stdp=stdp,
                                label=label)
@@ -245,11 +254,14 @@ def _exact_grid_class() -> type:
     from pyNN.space import Grid2D
 
     class ExactGrid2D(Grid2D):
+        """``Grid2D`` of exactly ``width × height`` points."""
+
         def __init__(self, width: int, height: int):
             super().__init__(aspect_ratio=width / height)
             self.exact_shape = (int(width), int(height))
 
         def calculate_size(self, n: int) -> tuple[int, int]:
+            """``(width, height)``; ``ValueError`` if ``n`` is not their product."""
             width, height = self.exact_shape
             if int(n) != width * height:
                 raise ValueError(f"a {width}x{height} grid has {width * height} points, "
@@ -351,7 +363,8 @@ def build_native_network(backend: SpiNNakerBackend, model: SequentialModel,
         # a 2-D population needs a per-dimension maximum; a source takes a whole map
         previous[-1].set_max_atoms_per_core((width, height))
     groups = {"input": previous}
-    dropped = []
+    dropped: list[str] = []
+    lateral_done: list[str] = []
     for position in range(upto):
         layer = model.layers[position]
         label = layer_label(model, position)
@@ -387,6 +400,7 @@ def build_native_network(backend: SpiNNakerBackend, model: SequentialModel,
                                                sim.ConvolutionConnector([[-inhibition]]),
                                                sim.Convolution(delay=delay),
                                                label=f"{label}_lateral_m{n}_m{m}")
+                    lateral_done.append(f"{label} {out_c * (out_c - 1)}")
                 else:
                     dropped.append(label)
         else:
@@ -403,6 +417,9 @@ def build_native_network(backend: SpiNNakerBackend, model: SequentialModel,
     if dropped:
         notes.append("lateral inhibition left out (native_lateral='drop') in "
                      + ", ".join(dropped))
+    if lateral_done:
+        notes.append("lateral inhibition as 1x1 convolution projections between every pair "
+                     "of maps: " + ", ".join(lateral_done))
     return groups, previous
 
 
@@ -491,6 +508,7 @@ def _raised_in_spinnaker(error: BaseException) -> bool:
 
 
 def _one_line(text: str, limit: int = 240) -> str:
+    """``text`` on one line, without sPyNNaker's report path, at most ``limit`` chars."""
     text = " ".join(str(text).split())
     text = text.split(" Report written to ")[0]
     return text if len(text) <= limit else text[:limit - 3].rstrip() + "..."
@@ -571,7 +589,8 @@ def _spynnaker_progress(log_file: Path | None) -> Iterator[None]:
                 stream.write(buffer.getvalue())
 
 
-def _row(label: str, shape, raw: dict) -> dict:
+def _row(label: str, shape: tuple[int, ...], raw: dict) -> dict:
+    """A report row from a :meth:`SpiNNakerBackend.resource_report` row."""
     return {
         "layer": label,
         "shape": list(shape),
@@ -588,6 +607,7 @@ def _row(label: str, shape, raw: dict) -> dict:
 def _map_once(model: SequentialModel, kernels_na: dict[int, np.ndarray], params: dict,
               options: dict, work_dir: Path, mode: str, *, native_lateral: str,
               atoms_per_core: int, run_ms: float, quiet: bool) -> dict:
+    """Build, map and report one ``mode``; sPyNNaker is ended whatever happens."""
     upto = len(model.spiking_layers)
     layers = ["input"] + [layer_label(model, p) for p in range(upto)]
     shapes = [model.input_shape] + [model.output_shape_of(p) for p in range(upto)]
@@ -605,8 +625,8 @@ def _map_once(model: SequentialModel, kernels_na: dict[int, np.ndarray], params:
     groups: dict[str, list] = {}
     started = time.perf_counter()
     log_file = work_dir / "spynnaker_progress.log" if quiet else None
+    backend.setup(params["timestep_ms"], params["seed"])  # fails fast when unreachable
     try:
-        backend.setup(params["timestep_ms"], params["seed"])
         if mode == "fromlist":
             populations = network.build_network(backend, model, kernels_na, params,
                                                 source_times, upto)
@@ -669,6 +689,7 @@ def _end(backend: _MappingBackend) -> None:
 
 
 def _machine_capacity() -> dict:
+    """Cores of the mapped machine that applications may use (incl. system cores)."""
     from spinn_front_end_common.data import FecDataView
 
     machine = FecDataView.get_machine()
@@ -689,7 +710,7 @@ def deploy(model: SequentialModel, kernels_na: dict[int, np.ndarray], params: di
     pinned to it, default 1, so a network that needs more does not fit) and
     ``reachable_timeout_s``. sPyNNaker's config and reports go to
     ``work_dir/<mode>/``; with ``quiet`` its progress bars go to
-    ``spynnaker_stdout.log`` there.
+    ``spynnaker_progress.log`` there.
 
     Returns ``{"conv_mode", "requested_mode", "rows", "total", "machine",
     "seconds", "notes", "work_dir"}`` (plus ``"candidates"`` for ``"auto"``):
@@ -713,6 +734,11 @@ def deploy(model: SequentialModel, kernels_na: dict[int, np.ndarray], params: di
     if not (isinstance(run_ms, (int, float)) and math.isfinite(run_ms) and run_ms > 0):
         raise UsageError(f"run_ms must be > 0, got {run_ms!r}")
     options = _machine_options(machine)
+    if "host" in options:  # one clear line within seconds, before anything is built
+        check_reachable(options["host"], options.get("reachable_timeout_s", 3.0))
+    elif "spalloc_server" in options:
+        check_reachable(spalloc_server=options["spalloc_server"],
+                        timeout_s=options.get("reachable_timeout_s", 3.0))
     upto = len(model.spiking_layers)
     if upto == 0:
         raise UsageError("the model has no spiking layer to deploy")

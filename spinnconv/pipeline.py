@@ -41,7 +41,8 @@ class Run:
     data_dir: Path
     model_dir: ModelDir
     backend: str = "brian2"
-    backend_options: dict = field(default_factory=dict)
+    machine: dict = field(default_factory=dict)  # SpiNNaker machine options
+    emulate_spinnaker: bool = False
     n_train: int | None = None
     n_test: int | None = None
     quiet: bool = False
@@ -59,7 +60,14 @@ class Run:
         return build_model(self.params, image_shape)
 
     def make_backend(self):
-        return get_backend(self.backend, **self.backend_options)
+        if self.backend != "spinnaker":
+            return get_backend(self.backend)
+        machine = self.machine or {"virtual_board": 5}
+        if "virtual_board" in machine:
+            raise UsageError("a virtual SpiNNaker board maps but does not run: training and "
+                             "testing need --spinnaker-host or --spalloc-server (use "
+                             "--mode deploy --virtual-board to check the mapping)")
+        return get_backend("spinnaker", work_dir=self.model_dir.path / "spinnaker", **machine)
 
 
 def load_data(run: Run, source: str | None = None) -> None:
@@ -76,13 +84,22 @@ def load_data(run: Run, source: str | None = None) -> None:
     datasets.load_dataset(run.dataset, run.dataset_dir)  # raises the unknown-dataset error
 
 
-def _kernels(model_dir: ModelDir, model: SequentialModel, numbers) -> dict[int, np.ndarray]:
-    """Kernel weights in nA of conv layers ``numbers``, keyed by layer position."""
+def _kernels(run: Run, model: SequentialModel, numbers) -> dict[int, np.ndarray]:
+    """Kernel weights in nA of conv layers ``numbers``, keyed by layer position.
+
+    With ``emulate_spinnaker`` they are rounded to the 16-bit fixed point the
+    board would use for this network (sPyNNaker's ring-buffer shift per
+    population and receptor).
+    """
     positions = model.conv_layer_positions
     weights = {}
     for number in numbers:
-        arrays = model_dir.load_layer(number)
+        arrays = run.model_dir.load_layer(number)
         weights[positions[number - 1]] = arrays["kernels"] * float(arrays["weight_na"])
+    if run.emulate_spinnaker and weights:
+        from .deploy import spinnaker_weight_quantiser
+
+        weights = spinnaker_weight_quantiser(model, weights, run.params)
     return weights
 
 
@@ -116,7 +133,7 @@ def train_layer(run: Run, number: int) -> dict:
     n_images = min(data.n_train, int(run.params["train_patches"]))
     spikes = _encode(data.train_images[:n_images], run.params)
     if position > 0:
-        kernels = _kernels(run.model_dir, model, range(1, number))
+        kernels = _kernels(run, model, range(1, number))
         spikes = run_images(backend, model, kernels, run.params, spikes, upto=position,
                             description=f"layers 1..{position} for layer {number}",
                             quiet=run.quiet)
@@ -148,7 +165,7 @@ def train_layer(run: Run, number: int) -> dict:
 def extract_features(run: Run, model: SequentialModel, images: np.ndarray,
                      description: str) -> np.ndarray:
     """Readout features of ``images``: spike counts of the last spiking layer."""
-    kernels = _kernels(run.model_dir, model, range(1, model.n_conv_layers + 1))
+    kernels = _kernels(run, model, range(1, model.n_conv_layers + 1))
     spikes = run_images(run.make_backend(), model, kernels, run.params,
                         _encode(images, run.params), description=description,
                         quiet=run.quiet)
@@ -211,7 +228,7 @@ def _testing_figures(run: Run, model: SequentialModel, data: datasets.Dataset) -
     """Figures of one test image run through every layer, and of the test results."""
     image = data.test_images[:1]
     input_spikes = _encode(image, run.params)
-    kernels = _kernels(run.model_dir, model, range(1, model.n_conv_layers + 1))
+    kernels = _kernels(run, model, range(1, model.n_conv_layers + 1))
     layers = run_images(run.make_backend(), model, kernels, run.params, input_spikes,
                         quiet=True, record_all=True)
     return figures.testing_figures(run.model_dir.path, model, input_spikes, layers, image[0],
@@ -220,8 +237,8 @@ def _testing_figures(run: Run, model: SequentialModel, data: datasets.Dataset) -
 
 def plot(run: Run) -> list[Path]:
     """``--mode plot``: every figure the model dir's state allows."""
-    manifest = run.model_dir.manifest()
     model = run.model_dir.model()
+    manifest = run.model_dir.start(model, run.params, run.dataset, run.backend, create=False)
     written = []
     for number in manifest["trained"]["layers"]:
         written += figures.training_figures(run.model_dir.path, model, number, run.params)
@@ -230,6 +247,28 @@ def plot(run: Run) -> list[Path]:
     if not written:
         raise UsageError(f"nothing to plot in {run.model_dir.path}: train a layer first")
     return written
+
+
+def deploy(run: Run, conv_mode: str = "auto") -> dict:
+    """``--mode deploy``: map the trained inference network on a SpiNNaker machine.
+
+    Prints sPyNNaker's per-layer resources and writes ``deploy.json``; a network
+    that does not fit is refused in one line naming the layer.
+    """
+    from .deploy import deploy as map_network
+    from .deploy import format_report
+
+    model = run.model_dir.model()
+    manifest = run.model_dir.start(model, run.params, run.dataset, run.backend, create=False)
+    _require_layers(manifest, model.n_conv_layers, "deploying")
+    kernels = _kernels(run, model, range(1, model.n_conv_layers + 1))
+    machine = run.machine or {"virtual_board": 5}
+    report = map_network(model, kernels, run.params, machine,
+                         work_dir=run.model_dir.path / "spinnaker", conv_mode=conv_mode,
+                         quiet=run.quiet)
+    write_json(run.model_dir.path / "deploy.json", report)
+    run.log(format_report(report))
+    return report
 
 
 def info(run: Run) -> str:

@@ -159,6 +159,8 @@ def train_conv_layer(backend: Backend, patches: LayerSpikes, n_kernels: int, par
     neuron = dict(params["neuron"])
     thresholds = np.full(n_kernels, neuron["v_thresh"], dtype=np.float64)
     chunk = int(params["train_chunk_patches"])
+    if not backend.can_set_weights:  # no rescaling or homeostasis between chunks
+        chunk = patches.n_images
     mean_weight = params["kernel_l1"]
     homeostasis_mv = params["homeostasis_mv"]
 
@@ -202,8 +204,10 @@ def train_conv_layer(backend: Backend, patches: LayerSpikes, n_kernels: int, par
                 raw = np.nan_to_num(backend.weights(stdp_projection) / w_max)
                 history.append(convergence(np.clip(raw, 0.0, 1.0)))
                 weights = rescale_kernels(raw, mean_weight)
-                backend.set_weights(stdp_projection, weights * w_max)
-                if homeostasis_mv > 0 and chunk_wins.sum() > 0:
+                more = done + step < patches.n_images
+                if more and backend.can_set_weights:
+                    backend.set_weights(stdp_projection, weights * w_max)
+                if more and homeostasis_mv > 0 and chunk_wins.sum() > 0:
                     share = chunk_wins / chunk_wins.sum()
                     thresholds += homeostasis_mv * n_kernels * (share - 1.0 / n_kernels)
                     thresholds = np.maximum(thresholds, neuron["v_reset"] + 1.0)

@@ -132,6 +132,7 @@ def test_digits_native_maps_with_one_population_per_map(digits_reports):
     assert [r["neurons"] for r in report["rows"]] == \
         [r["neurons"] for r in reports["fromlist"]["rows"]]
     assert any("kernels flipped" in note for note in report["notes"])
+    assert any("layer1_conv 240" in note for note in report["notes"])  # 16 * 15 projections
 
 
 def test_digits_auto_picks_the_mapping_with_fewer_cores(digits_reports):
@@ -277,6 +278,15 @@ def test_translation_of_spinnaker_exceptions(make, kind, layer):
     assert "\n" not in message
     assert kind in message
     assert f"failed at {layer or 'layer2_pool'}:" in message
+
+
+def test_unreachable_board_fails_fast_with_one_line(tmp_path):
+    model, kernels, params = default_net("digits")
+    started = time.perf_counter()
+    with pytest.raises(RuntimeFailure, match="SpiNNaker board at 192.0.2.1 not reachable"):
+        deploy(model, kernels, params, {"host": "192.0.2.1", "reachable_timeout_s": 1.0},
+               tmp_path, "fromlist")  # TEST-NET-1: nothing answers
+    assert time.perf_counter() - started < 10
 
 
 def test_usage_errors_before_spinnaker_starts(tmp_path):

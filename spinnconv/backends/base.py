@@ -80,6 +80,8 @@ class Backend:
 
     name: str = "?"
     extra: str = ""  # the pip extra that installs it
+    #: False where weights cannot be changed between runs (sPyNNaker)
+    can_set_weights: bool = True
 
     def setup(self, timestep_ms: float, seed: int) -> None: ...
     def spike_source(self, spike_times: list[np.ndarray], label: str) -> Any: ...

@@ -237,14 +237,14 @@ class SpiNNakerBackend(PyNNBackend):
         return self.sim.FromListConnector(conn_list[order], column_names=["weight", "delay"])
 
     # -- running and reading back ---------------------------------------------
-    def spikes(self, population) -> tuple[np.ndarray, np.ndarray]:
-        """Spikes since the last call (``get_data(clear=True)``; empty on a virtual board).
+    def spikes(self, population, clear: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Spikes since the last call (``get_data(clear=...)``; empty on a virtual board).
 
         Spikes before the previous read are dropped as well, in case a sPyNNaker
         version ignores ``clear``.
         """
         since = self._spikes_read_until.get(id(population), -np.inf)
-        index, times = super().spikes(population)
+        index, times = super().spikes(population, clear=clear)
         self._spikes_read_until[id(population)] = float(self.sim.get_current_time())
         keep = times >= since
         return index[keep], times[keep]
@@ -253,6 +253,9 @@ class SpiNNakerBackend(PyNNBackend):
         """Dense ``(n_pre, n_post)`` weights read back with ``Projection.get`` (16-bit values)."""
         holder = projection.get("weight", format="array", with_address=False)
         return np.abs(np.array(holder, dtype=np.float64))
+
+    #: training runs its patches in one go: weights cannot be rescaled between chunks
+    can_set_weights = False
 
     def set_weights(self, projection, weights: np.ndarray) -> None:
         raise UsageError("sPyNNaker cannot change the weights of an existing projection "
