@@ -63,6 +63,11 @@ def write_json(path: Path, data: dict) -> None:
     _write_guarded(path, lambda stream: stream.write(text.encode()))
 
 
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    _write_guarded(path, lambda stream: stream.write(text.encode()))
+
+
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` to ``path`` (``.npz``) atomically."""
     _write_guarded(path, lambda stream: np.savez(stream, **arrays))

@@ -104,24 +104,33 @@ def make_run(args: argparse.Namespace):
                model_dir=ModelDir(args.model_dir), backend=args.backend, machine=machine,
                emulate_spinnaker=args.emulate_spinnaker,
                n_train=args.train_examples, n_test=args.test_examples,
-               quiet=args.quiet or not sys.stderr.isatty(), plots=not args.no_plots,
-               log=print)
+               quiet=args.quiet or not sys.stderr.isatty(), plots=not args.no_plots)
 
 
-def dispatch(args: argparse.Namespace) -> int:
+def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     from . import pipeline
 
+    started = time.perf_counter()
     run = make_run(args)
+    _run_mode(args, run)
+    if args.mode != "info":
+        pipeline.write_run_log(run, argv, time.perf_counter() - started)
+    return 0
+
+
+def _run_mode(args: argparse.Namespace, run) -> None:
+    from . import pipeline
+
     if args.mode == "info":
         print(pipeline.info(run))
-        return 0
+        return
     if args.mode == "deploy":
         pipeline.deploy(run, args.spinnaker_conv)
-        return 0
+        return
     if args.mode == "plot":
         written = pipeline.plot(run)
-        print(f"{len(written)} figures in {run.model_dir.path / 'figures'}")
-        return 0
+        run.log(f"{len(written)} figures in {run.model_dir.path / 'figures'}")
+        return
     if args.mode in ("loaddata", "all"):
         pipeline.load_data(run, args.source)
     if args.mode == "training":
@@ -136,14 +145,13 @@ def dispatch(args: argparse.Namespace) -> int:
             pipeline.train_layer(run, number)
         pipeline.train_svm(run)
         results = pipeline.test(run)
-        print(f"total: {time.perf_counter() - started:.1f} s, peak memory "
-              f"{results['peak_memory_mb']:.0f} MB")
+        run.log(f"total: {time.perf_counter() - started:.1f} s, peak memory "
+                f"{results['peak_memory_mb']:.0f} MB")
     if args.mode in ("testing", "all"):
         results = results if args.mode == "all" else pipeline.test(run)
-        print(f"test images: {results['n_test']}, backend {results['backend']}, "
-              f"{results['seconds']:.1f} s; results in {run.model_dir.path / 'results.json'}")
-        print(f"accuracy: {results['accuracy']:.4f}")
-    return 0
+        run.log(f"test images: {results['n_test']}, backend {results['backend']}, "
+                f"{results['seconds']:.1f} s; results in {run.model_dir.path / 'results.json'}")
+        run.log(f"accuracy: {results['accuracy']:.4f}")
 
 
 def _quiet_libraries() -> None:
@@ -163,12 +171,13 @@ def _terminate(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``main.py`` and the ``spinnconv`` command."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     _quiet_libraries()
     signal.signal(signal.SIGTERM, _terminate)
     try:
         _check_args(args)
-        return dispatch(args)
+        return dispatch(args, argv)
     except SpinnconvError as err:
         if args.debug:
             raise

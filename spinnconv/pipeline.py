@@ -4,6 +4,7 @@ SVM, test, describe. The CLI only parses arguments and calls these.
 
 from __future__ import annotations
 
+import json
 import resource
 import sys
 import time
@@ -15,7 +16,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix
 
 from . import datasets, figures
 from .backends import get_backend
-from .checkpoint import ModelDir, write_json
+from .checkpoint import ModelDir, write_json, write_text
 from .config import build_model
 from .encoding import encode
 from .errors import UsageError
@@ -47,7 +48,12 @@ class Run:
     n_test: int | None = None
     quiet: bool = False
     plots: bool = True
-    log: callable = print
+    lines: list[str] = field(default_factory=list)  # what this run printed, for its log file
+
+    def log(self, message: str) -> None:
+        """Print ``message`` and keep it for the run's log file."""
+        print(message, flush=True)
+        self.lines.append(f"{time.strftime('%H:%M:%S')} {message}")
 
     @property
     def dataset_dir(self) -> Path:
@@ -271,6 +277,36 @@ def deploy(run: Run, conv_mode: str = "auto") -> dict:
     return report
 
 
+def write_run_log(run: Run, argv: list[str], seconds: float) -> Path | None:
+    """``<model-dir>/logs/<UTC time>_<mode>.log``: command line, parameters, package
+    versions, what was printed, wall time and peak memory. Only for model dirs that
+    exist (a failed or data-only run leaves the model dir as it was)."""
+    if not run.model_dir.exists():
+        return None
+    from .checkpoint import package_versions
+
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    path = run.model_dir.path / "logs" / f"{stamp}_{argv_mode(argv)}.log"
+    text = "\n".join([
+        "command: python main.py " + " ".join(argv),
+        f"wall time: {seconds:.1f} s; peak memory: {peak_memory_mb():.0f} MB",
+        "versions: " + json.dumps(package_versions()),
+        "parameters: " + json.dumps(run.params, sort_keys=True),
+        "", *run.lines, ""])
+    write_text(path, text)
+    return path
+
+
+def argv_mode(argv: list[str]) -> str:
+    """The ``--mode`` value of a command line (for log file names)."""
+    for i, arg in enumerate(argv):
+        if arg == "--mode" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--mode="):
+            return arg.split("=", 1)[1]
+    return "run"
+
+
 def info(run: Run) -> str:
     """``--mode info``: the model summary and what is trained."""
     image_shape = {"digits": (8, 8), "mnist": (28, 28)}.get(run.dataset)
@@ -284,8 +320,6 @@ def info(run: Run) -> str:
                   f"{'yes' if trained['svm'] else 'no'}")
         results = run.model_dir.path / "results.json"
         if results.is_file():
-            import json
-
             status += f"; last test accuracy {json.loads(results.read_text())['accuracy']:.4f}"
     else:
         if image_shape is None:
