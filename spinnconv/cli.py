@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-examples", type=int, help="use the first N training images")
     parser.add_argument("--test-examples", type=int, help="use the first N test images")
     parser.add_argument("--params", help="JSON file overriding values of parameters.py")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="simulator processes that share the images (default 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--no-plots", action="store_true",
                         help="do not write figures to <model-dir>/figures after each mode")
@@ -78,6 +80,8 @@ def _check_args(args: argparse.Namespace) -> None:
             raise UsageError(f"--layer must be a positive number or 'svm', got {args.layer!r}")
     elif args.layer is not None:
         raise UsageError("--layer only goes with --mode training")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
     for name in ("train_examples", "test_examples"):
         value = getattr(args, name)
         if value is not None and value <= 0:
@@ -102,7 +106,7 @@ def make_run(args: argparse.Namespace):
         raise UsageError("--emulate-spinnaker needs timestep_ms = 1.0 (SpiNNaker's time step)")
     return Run(params=params, dataset=args.dataset, data_dir=Path(args.data_dir),
                model_dir=ModelDir(args.model_dir), backend=args.backend, machine=machine,
-               emulate_spinnaker=args.emulate_spinnaker,
+               emulate_spinnaker=args.emulate_spinnaker, jobs=args.jobs,
                n_train=args.train_examples, n_test=args.test_examples,
                quiet=args.quiet or not sys.stderr.isatty(), plots=not args.no_plots)
 

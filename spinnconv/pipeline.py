@@ -48,6 +48,7 @@ class Run:
     n_test: int | None = None
     quiet: bool = False
     plots: bool = True
+    jobs: int = 1  # simulator processes for feature extraction
     lines: list[str] = field(default_factory=list)  # what this run printed, for its log file
 
     def log(self, message: str) -> None:
@@ -140,9 +141,8 @@ def train_layer(run: Run, number: int) -> dict:
     spikes = _encode(data.train_images[:n_images], run.params)
     if position > 0:
         kernels = _kernels(run, model, range(1, number))
-        spikes = run_images(backend, model, kernels, run.params, spikes, upto=position,
-                            description=f"layers 1..{position} for layer {number}",
-                            quiet=run.quiet)
+        spikes = simulate(run, model, kernels, spikes, upto=position,
+                          description=f"layers 1..{position} for layer {number}")
     rng = np.random.default_rng([run.params["seed"], number])
     patches = sample_patches(spikes, layer, int(run.params["train_patches"]), rng,
                              int(run.params["patch_min_spikes"]))
@@ -172,10 +172,49 @@ def extract_features(run: Run, model: SequentialModel, images: np.ndarray,
                      description: str) -> np.ndarray:
     """Readout features of ``images``: spike counts of the last spiking layer."""
     kernels = _kernels(run, model, range(1, model.n_conv_layers + 1))
-    spikes = run_images(run.make_backend(), model, kernels, run.params,
-                        _encode(images, run.params), description=description,
-                        quiet=run.quiet)
+    spikes = simulate(run, model, kernels, _encode(images, run.params), upto=None,
+                      description=description)
     return features_from_counts(spikes.counts(), model.output_shape, model.classifier)
+
+
+def _simulate_shard(backend_name: str, machine: dict, model_dir: Path, model_spec: dict,
+                    kernels: dict, params: dict, spikes: LayerSpikes, upto: int | None,
+                    description: str, quiet: bool) -> LayerSpikes:
+    """One worker's share of :func:`simulate` (runs in its own process)."""
+    from .cli import _quiet_libraries
+
+    _quiet_libraries()
+    run = Run(params=params, dataset="", data_dir=Path("."), model_dir=ModelDir(model_dir),
+              backend=backend_name, machine=machine, quiet=quiet)
+    model = SequentialModel.from_dict(model_spec)
+    return run_images(run.make_backend(), model, kernels, params, spikes, upto=upto,
+                      description=description, quiet=quiet)
+
+
+def simulate(run: Run, model: SequentialModel, kernels: dict, spikes: LayerSpikes,
+             upto: int | None, description: str) -> LayerSpikes:
+    """:func:`~spinnconv.network.run_images`, split over ``run.jobs`` processes.
+
+    Each worker builds its own network and simulates a contiguous shard of the
+    images (one simulator per process; joblib's loky backend, or any joblib
+    backend such as Dask's via ``joblib.parallel_config``). Only the first image
+    of a shard sees a different predecessor, so results match a single run up to
+    the residual activity the rest gap leaves.
+    """
+    jobs = min(run.jobs, spikes.n_images)
+    if jobs <= 1:
+        return run_images(run.make_backend(), model, kernels, run.params, spikes, upto=upto,
+                          description=description, quiet=run.quiet)
+    from joblib import Parallel, delayed
+
+    bounds = np.linspace(0, spikes.n_images, jobs + 1).astype(int)
+    shards = [spikes.select(np.arange(bounds[k], bounds[k + 1])) for k in range(jobs)]
+    results = Parallel(n_jobs=jobs)(
+        delayed(_simulate_shard)(run.backend, run.machine, run.model_dir.path, model.to_dict(),
+                                 kernels, run.params, shard, upto,
+                                 f"{description} [{k + 1}/{jobs}]", run.quiet or k > 0)
+        for k, shard in enumerate(shards))
+    return LayerSpikes.concatenate(results)
 
 
 def train_svm(run: Run) -> dict:

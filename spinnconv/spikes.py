@@ -117,6 +117,15 @@ class LayerSpikes:
         return LayerSpikes(self.shape, int(images.size), new_image,
                            self.neuron[take], self.time_ms[take])
 
+    @classmethod
+    def concatenate(cls, parts: list[LayerSpikes]) -> LayerSpikes:
+        """The images of ``parts`` one after the other (same layer shape)."""
+        offsets = np.cumsum([0] + [p.n_images for p in parts[:-1]])
+        return cls(parts[0].shape, int(sum(p.n_images for p in parts)),
+                   np.concatenate([p.image + o for p, o in zip(parts, offsets)]),
+                   np.concatenate([p.neuron for p in parts]),
+                   np.concatenate([p.time_ms for p in parts]))
+
     def to_source_times(self, schedule: Schedule) -> list[np.ndarray]:
         """Absolute spike times per neuron, for a ``SpikeSourceArray``."""
         absolute = schedule.start_ms(self.image) + self.time_ms

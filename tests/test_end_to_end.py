@@ -55,3 +55,31 @@ def test_mnist_subset_reaches_090(tmp_path, mnist_dir):
                      "--model-dir", str(tmp_path / "model"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert accuracy_of(result) >= 0.90
+
+
+def test_jobs_split_images_over_processes(tmp_path):
+    pytest.importorskip("pyNN.nest")
+    import numpy as np
+
+    from spinnconv.cli import build_parser, make_run
+    from spinnconv.encoding import encode
+    from spinnconv.pipeline import simulate
+
+    args = build_parser().parse_args(["--mode", "testing", "--backend", "nest", "--quiet",
+                                      "--model-dir", str(tmp_path / "m")])
+    run = make_run(args)
+    data = run.load()
+    model = run.model(data.image_shape)
+    rng = np.random.default_rng(0)
+    kernels = {0: rng.random((16, 3, 3, 2)) * 1.5}
+    spikes = encode(data.test_images[:60], run.params)
+    single = simulate(run, model, kernels, spikes, None, "one").counts()
+    run.jobs = 2
+    split = simulate(run, model, kernels, spikes, None, "two").counts()
+    assert split.shape == single.shape == (60, 4 * 4 * 16)
+    assert single.sum() > 0
+    # the first shard is the same simulation; the second starts without the
+    # residual activity of image 29, which nudges a few spikes afterwards
+    np.testing.assert_array_equal(split[:30], single[:30])
+    assert abs(split[30:].sum() - single[30:].sum()) <= 0.02 * single[30:].sum()
+    assert np.mean(split[30:] == single[30:]) > 0.95
