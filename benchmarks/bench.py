@@ -1,0 +1,160 @@
+"""Speed of the default networks on each backend: prints a table and writes JSON.
+
+Per backend and dataset (default digits and MNIST networks, kernels random but
+calibrated as training would calibrate them):
+
+* ``conn_list_s``   building every connection list in NumPy (no simulator),
+* ``build_s``       creating populations and projections in the simulator,
+* ``features_img_s`` feature extraction: images simulated per second,
+* ``stdp_patch_s``  STDP training of conv layer 1: patches per second,
+* ``peak_rss_mb``   peak resident memory of the backend's process.
+
+Each (backend, dataset) runs in its own process so peak memory is its own.
+``spinnaker`` is sPyNNaker on a virtual 48-chip board: it builds and maps the
+network (``build_s`` includes mapping) but a virtual board does not execute, so
+it has no images/s. ``nest-emulated`` is NEST with the weights SpiNNaker would
+use (``--emulate-spinnaker``).
+
+    python benchmarks/bench.py [--images 200] [--patches 500] [--out benchmarks/results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+BACKENDS = ("nest", "brian2", "nest-emulated", "spinnaker")
+
+
+def _measure(backend_name: str, dataset: str, n_images: int, n_patches: int) -> dict:
+    import numpy as np
+
+    from spinnconv.backends import get_backend
+    from spinnconv.cli import _quiet_libraries
+    from spinnconv.config import build_model, resolve_parameters
+    from spinnconv.datasets import load_dataset
+    from spinnconv.encoding import encode
+    from spinnconv.network import build_network, layer_connections, run_images, schedule_from
+    from spinnconv.training import calibrate_weight_na, sample_patches, train_conv_layer
+
+    _quiet_libraries()
+    params = resolve_parameters(dataset, {"chunk_images": max(1, n_images)})
+    data = load_dataset(dataset, REPO.parent / "shared" / "data" / "mnist"
+                        if dataset == "mnist" else None)
+    model = build_model(params, data.image_shape)
+    rng = np.random.default_rng(0)
+    spikes = encode(data.test_images[:n_images], params)
+    kernels, layer_input = {}, spikes
+    for position in model.conv_layer_positions:
+        layer = model.layers[position]
+        shape = (layer.n_kernels, *layer.kernel_shape, model.input_shape_of(position)[2])
+        kernel = (rng.random(shape) < 0.3).astype(float)
+        if position == 0:
+            weight = calibrate_weight_na(layer_input.counts(), layer_input.shape, layer, kernel,
+                                         params)
+        else:  # deeper inputs: calibrate on an approximate count map
+            weight = 0.5
+        kernels[position] = kernel * weight
+    row = {"backend": backend_name, "dataset": dataset, "neurons": 0, "synapses": 0}
+    started = time.perf_counter()
+    for position in range(len(model.spiking_layers)):
+        for _, _, connections in layer_connections(model, position, kernels.get(position),
+                                                   params):
+            row["synapses"] += len(connections)
+    row["conn_list_s"] = time.perf_counter() - started
+    row["neurons"] = sum(r["neurons"] for r in model.layer_counts())
+
+    name = "nest" if backend_name == "nest-emulated" else backend_name
+    if backend_name == "nest-emulated":
+        from spinnconv.deploy import spinnaker_weight_quantiser
+
+        kernels = spinnaker_weight_quantiser(model, kernels, params)
+    if name == "spinnaker":
+        import tempfile
+
+        backend = get_backend("spinnaker", virtual_board=5,
+                              work_dir=Path(tempfile.mkdtemp(prefix="spinnconv-bench-")))
+        started = time.perf_counter()
+        backend.setup(params["timestep_ms"], params["seed"])
+        populations = build_network(backend, model, kernels, params,
+                                    spikes.select(range(1)).to_source_times(
+                                        schedule_from(params)), len(model.spiking_layers))
+        backend.record(populations[-1])
+        backend.run(10.0)
+        row["build_s"] = time.perf_counter() - started
+        backend.end()
+    else:
+        backend = get_backend(name)
+        started = time.perf_counter()
+        backend.setup(params["timestep_ms"], params["seed"])
+        build_network(backend, model, kernels, params,
+                      spikes.to_source_times(schedule_from(params)), len(model.spiking_layers))
+        row["build_s"] = time.perf_counter() - started
+        backend.end()
+        started = time.perf_counter()
+        run_images(backend, model, kernels, params, spikes, quiet=True)
+        row["features_img_s"] = n_images / (time.perf_counter() - started)
+        layer = model.layers[0]
+        patches = sample_patches(spikes, layer, n_patches, rng, int(params["patch_min_spikes"]))
+        started = time.perf_counter()
+        train_conv_layer(backend, patches, layer.n_kernels, params, rng, quiet=True)
+        row["stdp_patch_s"] = n_patches / (time.perf_counter() - started)
+    row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--patches", type=int, default=500)
+    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
+    parser.add_argument("--datasets", nargs="+", default=["digits", "mnist"])
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results.json"))
+    parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)  # worker: backend dataset
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(_measure(args.one[0], args.one[1], args.images, args.patches)))
+        return
+    rows = []
+    for dataset in args.datasets:
+        for backend in args.backends:
+            result = subprocess.run(
+                [sys.executable, __file__, "--one", backend, dataset, "--images",
+                 str(args.images), "--patches", str(args.patches)],
+                capture_output=True, text=True, check=False)
+            lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+            if result.returncode != 0 or not lines:
+                print(f"{backend}/{dataset} failed: {result.stderr.strip()[-300:]}",
+                      file=sys.stderr)
+                continue
+            rows.append(json.loads(lines[-1]))
+    columns = ["backend", "dataset", "neurons", "synapses", "conn_list_s", "build_s",
+               "features_img_s", "stdp_patch_s", "peak_rss_mb"]
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for row in rows:
+        cells = []
+        for column in columns:
+            value = row.get(column, "–")
+            cells.append(f"{value:,.2f}" if isinstance(value, float) else f"{value:,}"
+                         if isinstance(value, int) else str(value))
+        print("| " + " | ".join(cells) + " |")
+    import os
+
+    record = {"date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(),
+              "command": "python benchmarks/bench.py " + " ".join(sys.argv[1:]),
+              "images": args.images, "patches": args.patches, "rows": rows}
+    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    print(f"written {args.out}")
+
+
+if __name__ == "__main__":
+    main()
