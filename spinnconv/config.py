@@ -29,7 +29,10 @@ _CHOICES = {"code": ("rate", "latency"), "svm_feature_transform": ("sqrt", "log1
 
 def default_parameters() -> tuple[dict, dict]:
     """``(DEFAULTS, PER_DATASET)`` from the user-editable ``parameters.py``."""
-    module = importlib.import_module("parameters")
+    try:
+        module = importlib.import_module("parameters")
+    except SyntaxError as err:
+        raise UsageError(f"parameters.py line {err.lineno}: {err.msg}; fix the edit") from None
     return copy.deepcopy(module.DEFAULTS), copy.deepcopy(module.PER_DATASET)
 
 

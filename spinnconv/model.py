@@ -244,14 +244,14 @@ class SequentialModel:
         rows = [{"layer": "Input (spike sources)", "output_shape": self.input_shape,
                  "neurons": self.input_shape[0] * self.input_shape[1] * self.input_shape[2],
                  "synapses": 0}] + self.layer_counts()
-        lines = [f"{'#':>2}  {'layer':<28}{'output shape':<16}{'neurons':>10}{'synapses':>12}"]
+        lines = [f"{'#':>2}  {'layer':<34}{'output shape':<16}{'neurons':>10}{'synapses':>12}"]
         lines.append("-" * len(lines[0]))
         for number, row in enumerate(rows):
             shape = "×".join(str(s) for s in row["output_shape"])
-            lines.append(f"{number:>2}  {row['layer']:<28}{shape:<16}"
+            lines.append(f"{number:>2}  {row['layer']:<34}{shape:<16}"
                          f"{row['neurons']:>10,}{row['synapses']:>12,}")
         lines.append("-" * len(lines[0]))
-        lines.append(f"    {'total':<44}{sum(r['neurons'] for r in rows):>10,}"
+        lines.append(f"    {'total':<50}{sum(r['neurons'] for r in rows):>10,}"
                      f"{sum(r['synapses'] for r in rows):>12,}")
         return "\n".join(lines)
 

@@ -113,3 +113,62 @@ def test_info_on_a_fresh_dir_prints_the_summary(tmp_path):
     assert result.returncode == 0
     assert "Conv 16×3×3" in result.stdout and "nothing trained yet" in result.stdout
     assert not (tmp_path / "model").exists()
+
+
+def test_corrupt_mnist_file_is_refused_and_nothing_replaced(tmp_path, mnist_dir):
+    import shutil
+
+    source = tmp_path / "source"
+    shutil.copytree(mnist_dir, source)
+    truncated = source / "t10k-labels-idx1-ubyte.gz"
+    truncated.write_bytes(truncated.read_bytes()[:1000])
+    data_dir = tmp_path / "data"
+    good = data_dir / "mnist"
+    shutil.copytree(mnist_dir, good)
+    before = snapshot(good)
+    result = run_cli("--mode", "loaddata", "--dataset", "mnist", "--source", str(source),
+                     "--data-dir", str(data_dir))
+    check_refused(result, 1, "t10k-labels-idx1-ubyte.gz", "truncated")
+    assert snapshot(good) == before
+
+
+def test_uninstalled_backend_names_the_extra(monkeypatch):
+    import importlib
+
+    from spinnconv.backends import get_backend
+    from spinnconv.errors import BackendUnavailable
+
+    real_import = importlib.import_module
+
+    def fake_import(name, *args):
+        if name == "pyNN.nest":
+            raise ImportError("No module named 'nest'")
+        return real_import(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", fake_import)
+    with pytest.raises(BackendUnavailable, match=r"pip install 'spinnconv\[nest\]'") as info:
+        get_backend("nest")
+    assert info.value.exit_code == 2
+
+
+def test_disk_full_while_saving_keeps_the_old_file(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import numpy as np
+
+    from spinnconv import checkpoint
+    from spinnconv.errors import CheckpointError
+
+    path = tmp_path / "layer1.npz"
+    checkpoint.write_npz(path, {"kernels": np.ones(3)})
+    before = path.read_bytes()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(checkpoint.os, "fsync", full)
+    with pytest.raises(CheckpointError, match="No space left"):
+        checkpoint.write_npz(path, {"kernels": np.zeros(3)})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["layer1.npz"]

@@ -83,3 +83,29 @@ def test_jobs_split_images_over_processes(tmp_path):
     np.testing.assert_array_equal(split[:30], single[:30])
     assert abs(split[30:].sum() - single[30:].sum()) <= 0.02 * single[30:].sum()
     assert np.mean(split[30:] == single[30:]) > 0.95
+
+
+def test_two_conv_layers_train_layer_by_layer(tmp_path):
+    """Layer 2 learns on the spikes that layer 1 (with its saved kernels) produces."""
+    pytest.importorskip("pyNN.nest")
+    import numpy as np
+
+    params = tmp_path / "two.json"
+    params.write_text(json.dumps({"train_patches": 600, "architecture": [
+        {"kind": "conv", "n_kernels": 8, "kernel_shape": [3, 3], "padding": 1},
+        {"kind": "conv", "n_kernels": 12, "kernel_shape": [3, 3]},
+        {"kind": "pool", "pool_shape": [2, 2]},
+        {"kind": "classifier"}]}))
+    model_dir = tmp_path / "model"
+    common = ["--backend", "nest", "--params", str(params), "--model-dir", str(model_dir),
+              "--no-plots"]
+    for layer in ("1", "2", "svm"):
+        result = run_cli("--mode", "training", "--layer", layer, *common)
+        assert result.returncode == 0, result.stderr[-3000:]
+    layer2 = np.load(model_dir / "layer2.npz")
+    assert layer2["kernels"].shape == (12, 3, 3, 8)  # one weight per layer-1 map
+    assert layer2["wins"].sum() > 0
+    result = run_cli("--mode", "testing", *common)
+    assert accuracy_of(result) >= 0.6
+    info = run_cli("--mode", "info", *common)
+    assert "trained conv layers [1, 2] of 2, svm yes" in info.stdout
