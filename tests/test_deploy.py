@@ -193,8 +193,11 @@ def test_mnist_maps_with_fromlist_and_native(mnist_auto):
     native = candidates["native"]["report"]
     check_rows(fromlist, model)
     check_rows(native, model)
-    assert [row["populations"] for row in fromlist["rows"]] == [1] * 5
-    assert [row["populations"] for row in native["rows"]] == [2, 30, 30, 50, 50]
+    n_spiking = len(model.spiking_layers)
+    assert [row["populations"] for row in fromlist["rows"]] == [1] * (1 + n_spiking)
+    # native: one Grid2D population per feature map (and per input channel)
+    assert [row["populations"] for row in native["rows"]] == [
+        shape[2] for shape in model.shapes[:1 + n_spiking]]
     # 17,280 conv neurons: FromList packs 256 per core, native 24x8 rectangles per map
     assert fromlist["rows"][1]["cores"] == 68
     assert native["rows"][1]["cores"] == 30 * 3
