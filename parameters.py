@@ -57,6 +57,7 @@ DEFAULTS = {
     "patch_inhibition_na": 10.0,  # WTA among the kernels of the patch network
     "kernel_l1": 0.35,            # kernels are rescaled to this mean weight (of w_max)
     "homeostasis_mv": 0.5,        # threshold change per chunk for rate deviations (0: off)
+    "random_kernels": False,      # ablation: keep the random initial kernels (no STDP)
     # --- readout ------------------------------------------------------------
     "svm_c": 0.01,                # LinearSVC regularisation
     "svm_feature_transform": "sqrt",  # spike counts -> sqrt (variance-stabilising), log1p, none

@@ -36,9 +36,12 @@ def training_figures(model_dir: Path, model, number: int, params: dict) -> list[
     for layer in range(1, model.n_conv_layers + 1):
         path = model_dir / f"layer{layer}.npz"
         if path.is_file():
-            curves[f"layer {layer}"] = np.load(path, allow_pickle=False)["convergence"]
-    written.append(plots.plot_convergence(curves, figures / "convergence.png",
-                                          int(params["train_chunk_patches"])))
+            curve = np.load(path, allow_pickle=False)["convergence"]
+            if curve.size:  # empty for untrained (random-kernel) layers
+                curves[f"layer {layer}"] = curve
+    if curves:
+        written.append(plots.plot_convergence(curves, figures / "convergence.png",
+                                              int(params["train_chunk_patches"])))
     return written
 
 

@@ -24,7 +24,7 @@ from .model import SequentialModel
 from .network import run_images
 from .readout import SpikeCountSVM, features_from_counts
 from .spikes import LayerSpikes
-from .training import calibrate_weight_na, sample_patches, train_conv_layer
+from .training import calibrate_weight_na, random_kernels, sample_patches, train_conv_layer
 
 
 def peak_memory_mb() -> float:
@@ -146,8 +146,11 @@ def train_layer(run: Run, number: int) -> dict:
     rng = np.random.default_rng([run.params["seed"], number])
     patches = sample_patches(spikes, layer, int(run.params["train_patches"]), rng,
                              int(run.params["patch_min_spikes"]))
-    trained = train_conv_layer(backend, patches, layer.n_kernels, run.params, rng,
-                               quiet=run.quiet, description=f"STDP layer {number}")
+    if run.params["random_kernels"]:  # ablation: same start, no learning
+        trained = random_kernels(patches.shape, layer.n_kernels, run.params, rng)
+    else:
+        trained = train_conv_layer(backend, patches, layer.n_kernels, run.params, rng,
+                                   quiet=run.quiet, description=f"STDP layer {number}")
     weight_na = calibrate_weight_na(spikes.counts(), spikes.shape, layer, trained.kernels,
                                     run.params)
     seconds = time.perf_counter() - started
@@ -157,7 +160,7 @@ def train_layer(run: Run, number: int) -> dict:
         "n_patches": np.asarray(trained.n_patches), "w_max_na": np.asarray(trained.w_max_na),
         "v_trace_t_ms": trained.v_trace_t_ms, "v_trace_mv": trained.v_trace_mv,
         "seconds": np.asarray(seconds)})
-    history = trained.convergence
+    history = trained.convergence or [float("nan")]  # nan: random kernels, no STDP
     if run.plots:
         figures.training_figures(run.model_dir.path, model, number, run.params)
     run.log(f"layer {number}: {trained.n_patches} patches, {layer.n_kernels} kernels, "

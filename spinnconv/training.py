@@ -149,6 +149,22 @@ class TrainedLayer:
     v_trace_mv: np.ndarray | None = None    # over the last patches (time, neuron)
 
 
+def random_kernels(shape: tuple[int, int, int], n_kernels: int, params: dict,
+                   rng: np.random.Generator) -> TrainedLayer:
+    """The ablation: the patch network's initial kernels, never trained.
+
+    Same draw and the same rescaling as :func:`train_conv_layer` starts from, so
+    "STDP" and "random" differ only by learning.
+    """
+    kh, kw, channels = shape
+    initial = rescale_kernels(rng.uniform(0.0, 1.0, size=(kh * kw * channels, n_kernels)),
+                              params["kernel_l1"])
+    return TrainedLayer(kernels=cn.kernels_from_patch_weights(initial, (kh, kw), channels),
+                        wins=np.zeros(n_kernels, dtype=np.int64),
+                        thresholds_mv=np.full(n_kernels, params["neuron"]["v_thresh"]),
+                        v_trace_t_ms=np.zeros(0), v_trace_mv=np.zeros((0, 0)))
+
+
 def train_conv_layer(backend: Backend, patches: LayerSpikes, n_kernels: int, params: dict,
                      rng: np.random.Generator, quiet: bool = False,
                      description: str = "STDP") -> TrainedLayer:

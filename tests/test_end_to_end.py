@@ -109,3 +109,19 @@ def test_two_conv_layers_train_layer_by_layer(tmp_path):
     assert accuracy_of(result) >= 0.6
     info = run_cli("--mode", "info", *common)
     assert "trained conv layers [1, 2] of 2, svm yes" in info.stdout
+
+
+def test_random_kernel_ablation_skips_stdp(tmp_path):
+    pytest.importorskip("pyNN.nest")
+    import numpy as np
+
+    params = tmp_path / "random.json"
+    params.write_text(json.dumps({"random_kernels": True}))
+    model_dir = tmp_path / "model"
+    result = run_cli("--mode", "all", "--backend", "nest", "--params", str(params),
+                     "--model-dir", str(model_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    layer = np.load(model_dir / "layer1.npz", allow_pickle=False)
+    assert layer["convergence"].size == 0 and layer["wins"].sum() == 0
+    assert 0.0 < accuracy_of(result) <= 1.0
+    assert (model_dir / "figures" / "kernels_layer1.png").is_file()
