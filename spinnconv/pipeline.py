@@ -163,7 +163,8 @@ def train_layer(run: Run, number: int) -> dict:
     history = trained.convergence or [float("nan")]  # nan: random kernels, no STDP
     if run.plots:
         figures.training_figures(run.model_dir.path, model, number, run.params)
-    run.log(f"layer {number}: {trained.n_patches} patches, {layer.n_kernels} kernels, "
+    how = f"{trained.n_patches} patches" if trained.n_patches else "random kernels (no STDP)"
+    run.log(f"layer {number}: {how}, {layer.n_kernels} kernels, "
             f"convergence C {history[0]:.4f} -> {history[-1]:.4f}, "
             f"kernels that won: {int((trained.wins > 0).sum())}/{layer.n_kernels}, "
             f"weight {weight_na:.2f} nA, "
