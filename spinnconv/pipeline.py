@@ -254,13 +254,14 @@ def test(run: Run) -> dict:
     if not manifest["trained"]["svm"]:
         raise UsageError("the SVM is not trained: run --mode training --layer svm first")
     started = time.perf_counter()
-    svm = SpikeCountSVM.from_arrays(run.model_dir.load_svm())
+    svm_arrays = run.model_dir.load_svm()
+    svm = SpikeCountSVM.from_arrays(svm_arrays)
     features = extract_features(run, model, data.test_images, "features (test)")
     predicted = svm.predict(features)
     accuracy = float(accuracy_score(data.test_labels, predicted))
     seconds = time.perf_counter() - started
     results = {
-        "accuracy": accuracy, "n_train": int(run.model_dir.load_svm()["n_train"]),
+        "accuracy": accuracy, "n_train": int(svm_arrays["n_train"]),
         "n_test": data.n_test, "backend": run.backend, "dataset": run.dataset,
         "confusion_matrix": confusion_matrix(data.test_labels, predicted,
                                              labels=np.arange(10)).tolist(),
