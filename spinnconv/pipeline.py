@@ -118,10 +118,6 @@ def _require_layers(manifest: dict, needed: int, what: str) -> None:
                          f"--mode training --layer {missing[0]}")
 
 
-def _encode(images: np.ndarray, params: dict) -> LayerSpikes:
-    return encode(images, params)
-
-
 def train_layer(run: Run, number: int) -> dict:
     """``--mode training --layer N``: learn conv layer N's kernels with STDP."""
     data = run.load()
@@ -138,7 +134,7 @@ def train_layer(run: Run, number: int) -> dict:
     backend = run.make_backend()
     started = time.perf_counter()
     n_images = min(data.n_train, int(run.params["train_patches"]))
-    spikes = _encode(data.train_images[:n_images], run.params)
+    spikes = encode(data.train_images[:n_images], run.params)
     if position > 0:
         kernels = _kernels(run, model, range(1, number))
         spikes = simulate(run, model, kernels, spikes, upto=position,
@@ -176,7 +172,7 @@ def extract_features(run: Run, model: SequentialModel, images: np.ndarray,
                      description: str) -> np.ndarray:
     """Readout features of ``images``: spike counts of the last spiking layer."""
     kernels = _kernels(run, model, range(1, model.n_conv_layers + 1))
-    spikes = simulate(run, model, kernels, _encode(images, run.params), upto=None,
+    spikes = simulate(run, model, kernels, encode(images, run.params), upto=None,
                       description=description)
     return features_from_counts(spikes.counts(), model.output_shape, model.classifier)
 
@@ -277,7 +273,7 @@ def test(run: Run) -> dict:
 def _testing_figures(run: Run, model: SequentialModel, data: datasets.Dataset) -> list[Path]:
     """Figures of one test image run through every layer, and of the test results."""
     image = data.test_images[:1]
-    input_spikes = _encode(image, run.params)
+    input_spikes = encode(image, run.params)
     kernels = _kernels(run, model, range(1, model.n_conv_layers + 1))
     layers = run_images(run.make_backend(), model, kernels, run.params, input_spikes,
                         quiet=True, record_all=True)

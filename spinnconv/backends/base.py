@@ -211,10 +211,6 @@ class PyNNBackend(Backend):
         signals = block.segments[-1].filter(name="v")
         return signals[0] if signals else None
 
-    def recorded_block(self, population, variables="all"):
-        """The neo ``Block`` of what ``population`` recorded (for figures)."""
-        return population.get_data(variables)
-
     def weights(self, projection) -> np.ndarray:
         """Weights as a dense ``(n_pre, n_post)`` array, NaN where no synapse, >= 0."""
         weights = projection.get("weight", format="array", with_address=False)
