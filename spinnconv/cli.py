@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 import time
 import warnings
 from pathlib import Path
 
+from . import interrupt
 from .backends import BACKENDS
 from .checkpoint import ModelDir
 from .config import read_params_file, resolve_parameters
@@ -147,7 +147,9 @@ def _run_mode(args: argparse.Namespace, run) -> None:
         n_layers = run.model(run.load().image_shape).n_conv_layers
         for number in range(1, n_layers + 1):
             pipeline.train_layer(run, number)
+            interrupt.check()
         pipeline.train_svm(run)
+        interrupt.check()
         results = pipeline.test(run)
         run.log(f"total: {time.perf_counter() - started:.1f} s, peak memory "
                 f"{results['peak_memory_mb']:.0f} MB")
@@ -168,20 +170,17 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("PYNEST_QUIET", "1")
 
 
-def _terminate(signum, frame):
-    """SIGTERM behaves like Ctrl-C: unwind, drop temporary files, keep checkpoints."""
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``main.py`` and the ``spinnconv`` command."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     _quiet_libraries()
-    signal.signal(signal.SIGTERM, _terminate)
+    interrupt.install()  # SIGTERM like Ctrl-C: unwind, drop temporary files, keep checkpoints
     try:
         _check_args(args)
-        return dispatch(args, argv)
+        status = dispatch(args, argv)
+        interrupt.check()  # a signal swallowed by a library callback still counts
+        return status
     except SpinnconvError as err:
         if args.debug:
             raise

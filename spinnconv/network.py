@@ -12,6 +12,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import connectivity as cn
+from . import interrupt
 from .backends.base import Backend, Connections
 from .model import ConvLayer, PoolLayer, SequentialModel
 from .spikes import LayerSpikes, Schedule
@@ -104,6 +105,7 @@ def run_images(backend: Backend, model: SequentialModel, kernels: dict[int, np.n
             while done < n_images:
                 step = min(chunk, n_images - done)
                 duration = step * schedule.period_ms + (schedule.onset_ms if done == 0 else 0.0)
+                interrupt.check()
                 backend.run(duration)
                 for k, population in enumerate(recorded):
                     index, spike_times = backend.spikes(population)

@@ -22,6 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import connectivity as cn
+from . import interrupt
 from .backends.base import Backend, Connections, STDPRule
 from .model import ConvLayer
 from .network import schedule_from
@@ -213,6 +214,7 @@ def train_conv_layer(backend: Backend, patches: LayerSpikes, n_kernels: int, par
             while done < patches.n_images:
                 step = min(chunk, patches.n_images - done)
                 duration = step * schedule.period_ms + (schedule.onset_ms if done == 0 else 0.0)
+                interrupt.check()
                 backend.run(duration)
                 index, _ = backend.spikes(kernels_pop, clear=False)
                 chunk_wins = np.bincount(index, minlength=n_kernels)
