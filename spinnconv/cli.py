@@ -8,6 +8,7 @@ Errors print one line on stderr; ``--debug`` shows the traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -116,13 +117,13 @@ def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
 
     started = time.perf_counter()
     run = make_run(args)
-    _run_mode(args, run)
+    _run_mode(args, run, argv)
     if args.mode != "info":
         pipeline.write_run_log(run, argv, time.perf_counter() - started)
     return 0
 
 
-def _run_mode(args: argparse.Namespace, run) -> None:
+def _run_mode(args: argparse.Namespace, run, argv: list[str]) -> None:
     from . import pipeline
 
     if args.mode == "info":
@@ -151,8 +152,11 @@ def _run_mode(args: argparse.Namespace, run) -> None:
         pipeline.train_svm(run)
         interrupt.check()
         results = pipeline.test(run)
-        run.log(f"total: {time.perf_counter() - started:.1f} s, peak memory "
-                f"{results['peak_memory_mb']:.0f} MB")
+        seconds = time.perf_counter() - started
+        record = pipeline.write_record(run, argv, results, seconds)
+        bound = json.loads(record.read_text())["peak_memory_bound_mb"]
+        run.log(f"total: {seconds:.1f} s, peak memory {bound:.0f} MB (main process and "
+                f"--jobs workers); phases in {record}")
     if args.mode in ("testing", "all"):
         results = results if args.mode == "all" else pipeline.test(run)
         run.log(f"test images: {results['n_test']}, backend {results['backend']}, "

@@ -5,9 +5,12 @@ SVM, test, describe. The CLI only parses arguments and calls these.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +36,15 @@ def peak_memory_mb() -> float:
     return peak / 1024.0 if sys.platform != "darwin" else peak / 2**20
 
 
+def format_phase(record: dict) -> str:
+    """One line per phase: ``phase <name>: <s> s, <rate> <unit>/s, peak memory <MB> MB``."""
+    rate = f", {record['per_second']:.1f} {record['unit']}/s" if record["per_second"] else ""
+    workers = (f" (+ {record['worker_peak_memory_mb']:.0f} MB per --jobs worker)"
+               if record["worker_peak_memory_mb"] else "")
+    return (f"phase {record['phase']}: {record['seconds']:.1f} s, {record['items']} "
+            f"{record['unit']}{rate}, peak memory {record['peak_memory_mb']:.0f} MB{workers}")
+
+
 @dataclass
 class Run:
     """Everything one CLI invocation works with."""
@@ -50,6 +62,21 @@ class Run:
     plots: bool = True
     jobs: int = 1  # simulator processes for feature extraction
     lines: list[str] = field(default_factory=list)  # what this run printed, for its log file
+    phases: list[dict] = field(default_factory=list)  # one record per timed phase
+    worker_peak_mb: float = 0.0  # largest peak RSS of a --jobs worker process so far
+
+    @contextmanager
+    def phase(self, name: str, items: int, unit: str) -> Iterator[None]:
+        """Time a phase of ``items`` ``unit``s; log and keep wall time, rate, peak memory."""
+        started = time.perf_counter()
+        yield
+        seconds = time.perf_counter() - started
+        record = {"phase": name, "seconds": round(seconds, 3), "items": int(items),
+                  "unit": unit, "per_second": round(items / seconds, 3) if seconds else None,
+                  "peak_memory_mb": round(peak_memory_mb(), 1),
+                  "worker_peak_memory_mb": round(self.worker_peak_mb, 1)}
+        self.phases.append(record)
+        self.log(format_phase(record))
 
     def log(self, message: str) -> None:
         """Print ``message`` and keep it for the run's log file."""
@@ -137,18 +164,20 @@ def train_layer(run: Run, number: int) -> dict:
     spikes = encode(data.train_images[:n_images], run.params)
     if position > 0:
         kernels = _kernels(run, model, range(1, number))
-        spikes = simulate(run, model, kernels, spikes, upto=position,
-                          description=f"layers 1..{position} for layer {number}")
+        with run.phase(f"layer {number} input (layers 1..{position})", n_images, "img"):
+            spikes = simulate(run, model, kernels, spikes, upto=position,
+                              description=f"layers 1..{position} for layer {number}")
     rng = np.random.default_rng([run.params["seed"], number])
     patches = sample_patches(spikes, layer, int(run.params["train_patches"]), rng,
                              int(run.params["patch_min_spikes"]))
-    if run.params["random_kernels"]:  # ablation: same start, no learning
-        trained = random_kernels(patches.shape, layer.n_kernels, run.params, rng)
-    else:
-        trained = train_conv_layer(backend, patches, layer.n_kernels, run.params, rng,
-                                   quiet=run.quiet, description=f"STDP layer {number}")
-    weight_na = calibrate_weight_na(spikes.counts(), spikes.shape, layer, trained.kernels,
-                                    run.params)
+    with run.phase(f"layer {number} STDP", patches.n_images, "patch"):
+        if run.params["random_kernels"]:  # ablation: same start, no learning
+            trained = random_kernels(patches.shape, layer.n_kernels, run.params, rng)
+        else:
+            trained = train_conv_layer(backend, patches, layer.n_kernels, run.params, rng,
+                                       quiet=run.quiet, description=f"STDP layer {number}")
+        weight_na = calibrate_weight_na(spikes.counts(), spikes.shape, layer, trained.kernels,
+                                        run.params)
     seconds = time.perf_counter() - started
     run.model_dir.save_layer(manifest, number, {
         "kernels": trained.kernels, "weight_na": np.asarray(weight_na), "convergence": np.asarray(trained.convergence),
@@ -180,15 +209,17 @@ def extract_features(run: Run, model: SequentialModel, images: np.ndarray,
 def _simulate_shard(backend_name: str, machine: dict, model_dir: Path, model_spec: dict,
                     kernels: dict, params: dict, spikes: LayerSpikes, upto: int | None,
                     description: str, quiet: bool) -> LayerSpikes:
-    """One worker's share of :func:`simulate` (runs in its own process)."""
+    """One worker's share of :func:`simulate` (runs in its own process); also returns
+    the worker's peak memory in MB."""
     from .cli import _quiet_libraries
 
     _quiet_libraries()
     run = Run(params=params, dataset="", data_dir=Path("."), model_dir=ModelDir(model_dir),
               backend=backend_name, machine=machine, quiet=quiet)
     model = SequentialModel.from_dict(model_spec)
-    return run_images(run.make_backend(), model, kernels, params, spikes, upto=upto,
-                      description=description, quiet=quiet)
+    result = run_images(run.make_backend(), model, kernels, params, spikes, upto=upto,
+                        description=description, quiet=quiet)
+    return result, peak_memory_mb()
 
 
 def simulate(run: Run, model: SequentialModel, kernels: dict, spikes: LayerSpikes,
@@ -214,7 +245,8 @@ def simulate(run: Run, model: SequentialModel, kernels: dict, spikes: LayerSpike
                                  kernels, run.params, shard, upto,
                                  f"{description} [{k + 1}/{jobs}]", run.quiet or k > 0)
         for k, shard in enumerate(shards))
-    return LayerSpikes.concatenate(results)
+    run.worker_peak_mb = max([run.worker_peak_mb, *(peak for _, peak in results)])
+    return LayerSpikes.concatenate([spikes for spikes, _ in results])
 
 
 def train_svm(run: Run) -> dict:
@@ -226,9 +258,11 @@ def train_svm(run: Run) -> dict:
     manifest = run.model_dir.start(model, run.params, run.dataset, run.backend, create=False)
     _require_layers(manifest, model.n_conv_layers, "the SVM")
     started = time.perf_counter()
-    features = extract_features(run, model, data.train_images, "features (train)")
+    with run.phase("features (train)", data.n_train, "img"):
+        features = extract_features(run, model, data.train_images, "features (train)")
     svm = SpikeCountSVM(c=run.params["svm_c"], transform=run.params["svm_feature_transform"])
-    svm.fit(features, data.train_labels)
+    with run.phase("svm fit", data.n_train, "img"):
+        svm.fit(features, data.train_labels)
     train_accuracy = accuracy_score(data.train_labels, svm.predict(features))
     seconds = time.perf_counter() - started
     run.model_dir.save_svm(manifest, {**svm.to_arrays(), "n_train": np.asarray(data.n_train)})
@@ -252,8 +286,9 @@ def test(run: Run) -> dict:
     started = time.perf_counter()
     svm_arrays = run.model_dir.load_svm()
     svm = SpikeCountSVM.from_arrays(svm_arrays)
-    features = extract_features(run, model, data.test_images, "features (test)")
-    predicted = svm.predict(features)
+    with run.phase("features (test) and prediction", data.n_test, "img"):
+        features = extract_features(run, model, data.test_images, "features (test)")
+        predicted = svm.predict(features)
     accuracy = float(accuracy_score(data.test_labels, predicted))
     seconds = time.perf_counter() - started
     results = {
@@ -334,6 +369,32 @@ def write_run_log(run: Run, argv: list[str], seconds: float) -> Path | None:
         "parameters: " + json.dumps(run.params, sort_keys=True),
         "", *run.lines, ""])
     write_text(path, text)
+    return path
+
+
+def write_record(run: Run, argv: list[str], results: dict, seconds: float) -> Path:
+    """``<model-dir>/record.json`` of a ``--mode all`` run: command, accuracy, and per
+    phase wall time, rate and peak memory. ``peak_memory_bound_mb`` bounds the whole
+    run's resident memory: the main process's peak plus ``jobs`` times the largest
+    worker peak."""
+    from .checkpoint import package_versions
+
+    jobs = max(1, min(run.jobs, results["n_test"]))
+    record = {
+        "command": "python main.py " + " ".join(argv),
+        "dataset": run.dataset, "backend": run.backend, "seed": run.params["seed"],
+        "jobs": run.jobs, "cores": os.cpu_count(),
+        "n_train": results["n_train"], "n_test": results["n_test"],
+        "accuracy": results["accuracy"], "total_seconds": round(seconds, 1),
+        "peak_memory_mb": round(peak_memory_mb(), 1),
+        "worker_peak_memory_mb": round(run.worker_peak_mb, 1),
+        "peak_memory_bound_mb": round(peak_memory_mb() + (jobs * run.worker_peak_mb
+                                                          if run.jobs > 1 else 0.0), 1),
+        "phases": run.phases, "parameters": run.params, "versions": package_versions(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    path = run.model_dir.path / "record.json"
+    write_json(path, record)
     return path
 
 

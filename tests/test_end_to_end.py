@@ -27,6 +27,20 @@ def test_all_on_digits_reaches_090(backend, tmp_path):
     manifest = json.loads((model_dir / "manifest.json").read_text())
     assert manifest["trained"] == {"layers": [1], "svm": True}
     assert sorted(p.name for p in model_dir.glob("*.npz")) == ["layer1.npz", "svm.npz"]
+    # the run record: one entry per phase, in order, with the rates the log printed
+    record = json.loads((model_dir / "record.json").read_text())
+    assert record["accuracy"] == results["accuracy"] and record["backend"] == backend
+    phases = {p["phase"]: p for p in record["phases"]}
+    assert list(phases) == ["layer 1 STDP", "features (train)", "svm fit",
+                            "features (test) and prediction"]
+    assert phases["features (train)"]["items"] == 1437
+    assert phases["layer 1 STDP"]["items"] == 2000
+    for phase in phases.values():
+        assert phase["seconds"] > 0 and phase["peak_memory_mb"] > 50
+        assert phase["per_second"] == pytest.approx(phase["items"] / phase["seconds"], rel=0.01)
+        assert f"phase {phase['phase']}: " in result.stdout
+    assert sum(p["seconds"] for p in phases.values()) <= record["total_seconds"]
+    assert record["peak_memory_bound_mb"] >= record["peak_memory_mb"]
 
 
 def test_same_seed_same_kernels_and_accuracy(tmp_path):
@@ -76,6 +90,7 @@ def test_jobs_split_images_over_processes(tmp_path):
     single = simulate(run, model, kernels, spikes, None, "one").counts()
     run.jobs = 2
     split = simulate(run, model, kernels, spikes, None, "two").counts()
+    assert run.worker_peak_mb > 50  # each worker reports its peak memory
     assert split.shape == single.shape == (60, 4 * 4 * 16)
     assert single.sum() > 0
     # the first shard is the same simulation; the second starts without the
