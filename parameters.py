@@ -16,6 +16,8 @@ DEFAULTS = {
     "presentation_ms": 20.0,      # input spikes of an image lie in [0, presentation_ms)
     "rest_ms": 30.0,              # silent gap after each image: membranes and currents decay
     "chunk_images": 200,          # images simulated per run() call (progress, bounded memory)
+    "block_images": 1000,         # feature extraction: images per freshly built network, the
+                                  # unit of work of a --jobs process (bounded memory)
     # --- encoding (first stage) --------------------------------------------
     "dog": True,                  # DoG ON/OFF filtering -> 2 input channels
     "dog_size": 7,                # DoG kernel side (odd), pixels
@@ -82,7 +84,7 @@ PER_DATASET = {
             {"kind": "classifier"},
         ],
     },
-    # MNIST 28×28: DoG -> conv 30×5×5 -> pool 2×2 -> SVM on counts summed over a 3×3 grid
+    # MNIST 28×28: DoG -> conv 30×5×5 -> pool 2×2 -> SVM on counts summed over a 4×4 grid
     # (a second conv layer, Kheradpisheh-style, is possible but not yet useful: see
     # experiments/README.md)
     "mnist": {
@@ -90,7 +92,7 @@ PER_DATASET = {
         "architecture": [
             {"kind": "conv", "n_kernels": 30, "kernel_shape": [5, 5]},
             {"kind": "pool", "pool_shape": [2, 2]},
-            {"kind": "classifier", "grid": 3},
+            {"kind": "classifier", "grid": 4},
         ],
     },
 }

@@ -17,7 +17,8 @@ from .errors import UsageError
 from .model import _LAYER_CLASSES, ConvLayer, SequentialModel
 
 #: Parameters that must be strictly positive (others must be >= 0 where numeric).
-_STRICTLY_POSITIVE = {"timestep_ms", "presentation_ms", "chunk_images", "max_rate_hz",
+_STRICTLY_POSITIVE = {"timestep_ms", "presentation_ms", "chunk_images", "block_images",
+                      "max_rate_hz",
                       "train_patches", "train_chunk_patches", "svm_c", "synapse_delay_ms",
                       "pool_weight_na", "calibration_threshold_crossings", "kernel_l1", "dog_size",
                       "dog_sigma_center", "dog_sigma_surround"}

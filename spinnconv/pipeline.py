@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix
+from tqdm.auto import tqdm
 
 from . import datasets, figures
 from .backends import get_backend
@@ -31,7 +32,19 @@ from .training import calibrate_weight_na, random_kernels, sample_patches, train
 
 
 def peak_memory_mb() -> float:
-    """Peak resident memory of this process (MB)."""
+    """Peak resident memory of this process (MB).
+
+    Linux: ``VmHWM`` of ``/proc/self/status``. ``ru_maxrss`` is no good for
+    ``--jobs`` workers: it survives fork and exec, so a worker would report the
+    parent's size at the time it was started.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1024.0 if sys.platform != "darwin" else peak / 2**20
 
@@ -201,9 +214,55 @@ def extract_features(run: Run, model: SequentialModel, images: np.ndarray,
                      description: str) -> np.ndarray:
     """Readout features of ``images``: spike counts of the last spiking layer."""
     kernels = _kernels(run, model, range(1, model.n_conv_layers + 1))
-    spikes = simulate(run, model, kernels, encode(images, run.params), upto=None,
-                      description=description)
-    return features_from_counts(spikes.counts(), model.output_shape, model.classifier)
+    counts = count_spikes(run, model, kernels, images, description)
+    return features_from_counts(counts, model.output_shape, model.classifier)
+
+
+def _count_block(backend_name: str, machine: dict, model_dir: Path, model_spec: dict,
+                 kernels: dict, params: dict, images: np.ndarray) -> tuple[np.ndarray, float]:
+    """Spike counts ``(len(images), n_out)`` of the last layer for one block of images,
+    simulated by a fresh network; also returns this process's peak memory in MB."""
+    from .cli import _quiet_libraries
+
+    _quiet_libraries()
+    run = Run(params=params, dataset="", data_dir=Path("."), model_dir=ModelDir(model_dir),
+              backend=backend_name, machine=machine, quiet=True)
+    model = SequentialModel.from_dict(model_spec)
+    spikes = run_images(run.make_backend(), model, kernels, params, encode(images, params),
+                        upto=None, quiet=True)
+    return spikes.counts(dtype=np.uint16), peak_memory_mb()
+
+
+def count_spikes(run: Run, model: SequentialModel, kernels: dict, images: np.ndarray,
+                 description: str) -> np.ndarray:
+    """Output spike counts ``(n_images, n_out)`` (uint16) of the whole network.
+
+    The images are simulated in blocks of ``block_images``, each by a freshly built
+    network, so memory stays bounded (only counts are kept, never spike times) and
+    the result does not depend on ``--jobs``: with ``run.jobs > 1`` the blocks are
+    spread over that many simulator processes (joblib's loky backend, or any joblib
+    backend such as Dask's via ``joblib.parallel_config``).
+    """
+    block = int(run.params["block_images"])
+    starts = list(range(0, len(images), block))
+    args = (run.backend, run.machine, run.model_dir.path, model.to_dict(), kernels, run.params)
+    parallel = run.jobs > 1 and len(starts) > 1
+    if parallel:
+        from joblib import Parallel, delayed
+
+        parallel = Parallel(n_jobs=min(run.jobs, len(starts)), return_as="generator")
+        results = parallel(delayed(_count_block)(*args, images[start:start + block])
+                           for start in starts)
+    else:
+        results = (_count_block(*args, images[start:start + block]) for start in starts)
+    counts = np.zeros((len(images), int(np.prod(model.output_shape))), dtype=np.uint16)
+    with tqdm(total=len(images), desc=description, unit="img", disable=run.quiet) as bar:
+        for start, (block_counts, peak_mb) in zip(starts, results, strict=True):
+            counts[start:start + len(block_counts)] = block_counts
+            if parallel:
+                run.worker_peak_mb = max(run.worker_peak_mb, peak_mb)
+            bar.update(len(block_counts))
+    return counts
 
 
 def _simulate_shard(backend_name: str, machine: dict, model_dir: Path, model_spec: dict,

@@ -77,7 +77,7 @@ def test_jobs_split_images_over_processes(tmp_path):
 
     from spinnconv.cli import build_parser, make_run
     from spinnconv.encoding import encode
-    from spinnconv.pipeline import simulate
+    from spinnconv.pipeline import count_spikes, simulate
 
     args = build_parser().parse_args(["--mode", "testing", "--backend", "nest", "--quiet",
                                       "--model-dir", str(tmp_path / "m")])
@@ -86,18 +86,29 @@ def test_jobs_split_images_over_processes(tmp_path):
     model = run.model(data.image_shape)
     rng = np.random.default_rng(0)
     kernels = {0: rng.random((16, 3, 3, 2)) * 1.5}
-    spikes = encode(data.test_images[:60], run.params)
+    images = data.test_images[:60]
+    spikes = encode(images, run.params)
     single = simulate(run, model, kernels, spikes, None, "one").counts()
+    # feature extraction: blocks of 25 images (25, 25, 10), each a fresh network
+    run.params = {**run.params, "block_images": 25}
+    blocks_one_process = count_spikes(run, model, kernels, images, "blocks")
     run.jobs = 2
     split = simulate(run, model, kernels, spikes, None, "two").counts()
+    blocks_two_processes = count_spikes(run, model, kernels, images, "blocks")
     assert run.worker_peak_mb > 50  # each worker reports its peak memory
-    assert split.shape == single.shape == (60, 4 * 4 * 16)
+    assert split.shape == single.shape == blocks_two_processes.shape == (60, 4 * 4 * 16)
     assert single.sum() > 0
     # the first shard is the same simulation; the second starts without the
     # residual activity of image 29, which nudges a few spikes afterwards
     np.testing.assert_array_equal(split[:30], single[:30])
     assert abs(split[30:].sum() - single[30:].sum()) <= 0.02 * single[30:].sum()
     assert np.mean(split[30:] == single[30:]) > 0.95
+    # blocks: identical whatever the number of processes, and the first block is
+    # the same simulation as one network for all images
+    assert blocks_one_process.dtype == np.uint16
+    np.testing.assert_array_equal(blocks_one_process, blocks_two_processes)
+    np.testing.assert_array_equal(blocks_one_process[:25], single[:25])
+    assert np.mean(blocks_one_process == single) > 0.95
 
 
 def test_two_conv_layers_train_layer_by_layer(tmp_path):
