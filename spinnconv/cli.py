@@ -103,6 +103,10 @@ def make_run(args: argparse.Namespace):
     if args.emulate_spinnaker and args.backend == "spinnaker":
         raise UsageError("--emulate-spinnaker is for brian2/nest; --backend spinnaker is the "
                          "real thing")
+    if (args.emulate_spinnaker and args.backend == "brian2" and args.mode in ("training", "all")
+            and args.layer != "svm"):
+        raise UsageError("--emulate-spinnaker training needs --backend nest: sPyNNaker's STDP "
+                         "uses dendritic delays, which pyNN.brian2 does not support")
     if args.emulate_spinnaker and params["timestep_ms"] != 1.0:
         raise UsageError("--emulate-spinnaker needs timestep_ms = 1.0 (SpiNNaker's time step)")
     return Run(params=params, dataset=args.dataset, data_dir=Path(args.data_dir),

@@ -168,32 +168,46 @@ def random_kernels(shape: tuple[int, int, int], n_kernels: int, params: dict,
 
 def train_conv_layer(backend: Backend, patches: LayerSpikes, n_kernels: int, params: dict,
                      rng: np.random.Generator, quiet: bool = False,
-                     description: str = "STDP") -> TrainedLayer:
-    """Learn ``n_kernels`` kernels with STDP on ``patches`` (shape ``(kh, kw, C)``)."""
+                     description: str = "STDP", board_weights=None) -> TrainedLayer:
+    """Learn ``n_kernels`` kernels with STDP on ``patches`` (shape ``(kh, kw, C)``).
+
+    Every ``train_chunk_patches`` patches the weights are read back, rescaled and
+    the thresholds adapted. Backends that can set weights between runs keep one
+    network; the others (sPyNNaker has no ``Projection.set``) get a freshly built
+    patch network per chunk, started from the rescaled weights and adapted
+    thresholds, so a board learns as the software backends do.
+
+    ``board_weights(weights_na, w_max_na)``, if given, returns weights as the board
+    would store them (``--emulate-spinnaker``): applied to the weights each chunk
+    starts from and to the weights read back.
+    """
     kh, kw, channels = patches.shape
     patch_size = kh * kw * channels
     schedule = schedule_from(params)
     neuron = dict(params["neuron"])
     thresholds = np.full(n_kernels, neuron["v_thresh"], dtype=np.float64)
     chunk = int(params["train_chunk_patches"])
-    if not backend.can_set_weights:  # no rescaling or homeostasis between chunks
-        chunk = patches.n_images
     mean_weight = params["kernel_l1"]
     homeostasis_mv = params["homeostasis_mv"]
+    keep_network = backend.can_set_weights
 
     initial = rescale_kernels(rng.uniform(0.0, 1.0, size=(patch_size, n_kernels)), mean_weight)
     # w_max: the weight scale at which the initial kernels drive the kernel neurons
     w_max = weight_for_drive(patches.counts() @ initial, params)
     rule = _stdp_rule(params, w_max)
+    on_board = board_weights or (lambda weights_na, _w_max: weights_na)
 
-    backend.setup(params["timestep_ms"], params["seed"])
-    try:
-        source = backend.spike_source(patches.to_source_times(schedule), label="patch")
+    def build(chunk_patches: LayerSpikes, weights: np.ndarray):
+        """Patch network for ``chunk_patches``, starting from ``weights`` (fractions)."""
+        backend.setup(params["timestep_ms"], params["seed"])
+        source = backend.spike_source(chunk_patches.to_source_times(schedule), label="patch")
         kernels_pop = backend.population(n_kernels, neuron, label="kernels")
+        if not np.all(thresholds == neuron["v_thresh"]):
+            backend.set_parameters(kernels_pop, v_thresh=thresholds)
         pre, post = np.meshgrid(np.arange(patch_size), np.arange(n_kernels), indexing="ij")
-        stdp_projection = backend.connect(
+        projection = backend.connect(
             source, kernels_pop,
-            Connections.build(pre.ravel(), post.ravel(), initial.ravel() * w_max,
+            Connections.build(pre.ravel(), post.ravel(), on_board(weights * w_max, w_max).ravel(),
                               params["synapse_delay_ms"]),
             stdp=rule, label="patch_stdp")
         if n_kernels > 1 and params["patch_inhibition_na"] > 0:
@@ -203,38 +217,54 @@ def train_conv_layer(backend: Backend, patches: LayerSpikes, n_kernels: int, par
                                               params["synapse_delay_ms"]),
                             receptor="inhibitory", label="patch_wta")
         backend.record(kernels_pop)
-        traced = list(range(min(TRACED_NEURONS, n_kernels)))
-        backend.record(kernels_pop, ("v",), indices=traced)
-        history: list[float] = []
-        wins = np.zeros(n_kernels, dtype=np.int64)
-        weights = initial
-        done = 0
+        backend.record(kernels_pop, ("v",), indices=list(range(min(TRACED_NEURONS, n_kernels))))
+        return kernels_pop, projection
+
+    history: list[float] = []
+    wins = np.zeros(n_kernels, dtype=np.int64)
+    weights = initial
+    done = 0
+    network = None
+    trace = (np.zeros(0), np.zeros((0, 0)))
+    try:
         with tqdm(total=patches.n_images, desc=description, unit="patch", disable=quiet,
                   leave=False) as bar:
             while done < patches.n_images:
                 step = min(chunk, patches.n_images - done)
-                duration = step * schedule.period_ms + (schedule.onset_ms if done == 0 else 0.0)
+                if network is None or not keep_network:
+                    shown = patches if keep_network else patches.select(
+                        np.arange(done, done + step))
+                    network = build(shown, weights)
+                    first = done  # the patch the current network started with
+                kernels_pop, stdp_projection = network
+                duration = step * schedule.period_ms + (
+                    schedule.onset_ms if done == first else 0.0)
                 interrupt.check()
                 backend.run(duration)
                 index, _ = backend.spikes(kernels_pop, clear=False)
-                chunk_wins = np.bincount(index, minlength=n_kernels)
+                chunk_wins = np.bincount(index, minlength=n_kernels)  # since the last read
                 wins += chunk_wins
-                raw = np.nan_to_num(backend.weights(stdp_projection) / w_max)
+                read = on_board(backend.weights(stdp_projection), w_max)
+                raw = np.nan_to_num(read / w_max)
                 history.append(convergence(np.clip(raw, 0.0, 1.0)))
                 weights = rescale_kernels(raw, mean_weight)
                 more = done + step < patches.n_images
-                if more and backend.can_set_weights:
-                    backend.set_weights(stdp_projection, weights * w_max)
                 if more and homeostasis_mv > 0 and chunk_wins.sum() > 0:
                     share = chunk_wins / chunk_wins.sum()
                     thresholds += homeostasis_mv * n_kernels * (share - 1.0 / n_kernels)
                     thresholds = np.maximum(thresholds, neuron["v_reset"] + 1.0)
-                    backend.set_parameters(kernels_pop, v_thresh=thresholds)
+                    if keep_network:
+                        backend.set_parameters(kernels_pop, v_thresh=thresholds)
+                if more and keep_network:
+                    backend.set_weights(stdp_projection, weights * w_max)
                 done += step
+                if not more:
+                    trace = _last_patches_trace(backend.voltages(kernels_pop), schedule,
+                                                done - first, TRACED_PATCHES)
+                elif not keep_network:
+                    backend.end()  # the next chunk builds a new network
                 bar.update(step)
                 bar.set_postfix(C=f"{history[-1]:.4f}", active=int((wins > 0).sum()))
-        trace = _last_patches_trace(backend.voltages(kernels_pop), schedule,
-                                    patches.n_images, TRACED_PATCHES)
     finally:
         backend.end()
     kernels = cn.kernels_from_patch_weights(weights, (kh, kw), channels)

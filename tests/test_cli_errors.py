@@ -32,6 +32,7 @@ def check_refused(result, code: int, *words: str) -> None:
     (["--mode", "all", "--test-examples", "100000"], 2, ["test", "360"]),
     (["--mode", "testing"], 2, ["no model in", "--mode all"]),
     (["--mode", "training", "--layer", "svm"], 2, ["conv layer 1 trained first"]),
+    (["--mode", "all", "--emulate-spinnaker"], 2, ["needs --backend nest", "dendritic"]),
 ])
 def test_usage_errors(args, code, words, tmp_path):
     model_dir = tmp_path / "model"

@@ -108,3 +108,43 @@ def test_stdp_patch_network_learns_and_is_deterministic(backend_name):
     preference = np.array([[kernels[k, idx].mean() for idx in on_bar] for k in range(2)])
     off_bar = np.setdiff1d(np.arange(9), np.union1d(*on_bar))
     assert np.all(preference.max(axis=1) > kernels[:, off_bar].mean(axis=1) + 0.1)
+
+
+def test_rebuilding_the_patch_network_per_chunk_learns_the_same_kernels():
+    """Without Projection.set (sPyNNaker) each chunk gets a fresh patch network that
+    starts from the rescaled weights and adapted thresholds: on NEST this must learn
+    what one long-lived network with set_weights learns."""
+    pytest.importorskip("pyNN.nest")
+    params = resolve_parameters("digits", {"train_chunk_patches": 50})
+    patches = _patterned_patches()
+    kept = train_conv_layer(get_backend("nest"), patches, 2, params,
+                            np.random.default_rng(7), quiet=True)
+    backend = get_backend("nest")
+    backend.can_set_weights = False  # as on SpiNNaker
+    rebuilt = train_conv_layer(backend, patches, 2, params, np.random.default_rng(7),
+                               quiet=True)
+    assert len(rebuilt.convergence) == len(kept.convergence) == 6
+    assert rebuilt.wins.sum() > 0
+    # a fresh network forgets only the residual traces of the previous patch
+    np.testing.assert_allclose(rebuilt.kernels, kept.kernels, atol=0.05)
+    np.testing.assert_allclose(rebuilt.convergence, kept.convergence, atol=0.01)
+    assert rebuilt.thresholds_mv.tolist() != [params["neuron"]["v_thresh"]] * 2  # homeostasis ran
+    assert rebuilt.v_trace_mv.size > 0
+
+
+def test_board_weights_are_applied_to_start_and_read_back():
+    """--emulate-spinnaker passes the board's 16-bit rounding: applied to the weights
+    the network starts from and to every read-back."""
+    pytest.importorskip("pyNN.nest")
+    params = resolve_parameters("digits", {"train_chunk_patches": 50})
+    seen = []
+
+    def coarse(weights_na, w_max_na):
+        seen.append(w_max_na)
+        step = w_max_na / 8
+        return np.round(np.nan_to_num(weights_na) / step) * step
+
+    trained = train_conv_layer(get_backend("nest"), _patterned_patches(), 2, params,
+                               np.random.default_rng(7), quiet=True, board_weights=coarse)
+    assert len(seen) == 1 + 6  # the start, then every read-back
+    assert len(trained.convergence) == 6

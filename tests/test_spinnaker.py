@@ -26,6 +26,7 @@ from spinnconv.backends.spinnaker import (
     max_summed_weight_equal_delays,
     quantise_weights_like_spinnaker,
     ring_buffer_left_shift,
+    spinnaker_stdp_amplitudes,
     spinnaker_weight_scale,
 )
 from spinnconv.errors import RuntimeFailure, UsageError
@@ -392,3 +393,19 @@ def test_silent_board_times_out_within_timeout():
         assert 0.9 < time.perf_counter() - t0 < 3
     finally:
         sock.close()
+
+
+def test_additive_stdp_steps_are_fractions_of_w_max_on_spinnaker(mapped):
+    """sPyNNaker writes the additive A± as nA; the backend pre-multiplies by w_max so a
+    pair moves a weight by A·w_max, as in PyNN, NEST and Brian2."""
+    backend = mapped["backend"]
+    rule = STDPRule(20.0, 20.0, 0.01, 0.012, 0.0, 2.5, weight_dependence="additive")
+    one = Connections.build(np.array([0]), np.array([0]), 0.5, 1.0)
+    dynamics = backend.synapse(one, rule)
+    assert dynamics.weight_dependence.A_plus == pytest.approx(0.01 * 2.5)
+    assert dynamics.weight_dependence.A_minus == pytest.approx(0.012 * 2.5)
+    assert dynamics.weight_dependence.w_max == 2.5
+    soft = STDPRule(20.0, 20.0, 0.01, 0.012, 0.0, 2.5, weight_dependence="multiplicative")
+    assert backend.synapse(one, soft).weight_dependence.A_plus == pytest.approx(0.01)
+    # the plastic projection of the mapped network went through the same path
+    assert spinnaker_stdp_amplitudes(rule).a_plus == pytest.approx(0.025)

@@ -80,6 +80,7 @@ from __future__ import annotations
 import math
 import tempfile
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +93,10 @@ from .base import PyNNBackend, STDPRule
 __all__ = [
     "SpiNNakerBackend",
     "format_resource_report",
+    "plastic_weights_on_board",
     "quantise_weights_like_spinnaker",
     "ring_buffer_left_shift",
+    "spinnaker_stdp_amplitudes",
     "spinnaker_weight_scale",
 ]
 
@@ -165,6 +168,36 @@ def quantise_weights_like_spinnaker(weights, *, ring_buffer_shift: int | None = 
     return np.where(finite, out, w)
 
 
+def spinnaker_stdp_amplitudes(stdp: STDPRule | None) -> STDPRule | None:
+    """The rule to give sPyNNaker so that it learns what PyNN's rule means.
+
+    PyNN (and pyNN.nest, pyNN.brian2) take the additive ``A_plus``/``A_minus`` as
+    fractions of ``w_max``: a pair moves the weight by ``A * w_max``. sPyNNaker
+    7.4.1's ``WeightDependenceAdditive.write_parameters`` writes
+    ``A_plus * global_weight_scale`` (no ``w_max``, although its comment says
+    "Pre-multiply A+ and A- by Wmax" and the triplet rule does), so on the board
+    the step would be ``A`` nA. Pre-multiplying here restores PyNN's meaning. The
+    multiplicative rule writes ``A`` unscaled, as PyNN means it: unchanged.
+    """
+    if stdp is None or stdp.weight_dependence != "additive":
+        return stdp
+    return replace(stdp, a_plus=stdp.a_plus * stdp.w_max, a_minus=stdp.a_minus * stdp.w_max)
+
+
+def plastic_weights_on_board(weights_na: np.ndarray, w_max_na: float) -> np.ndarray:
+    """Patch-network STDP weights ``(fan_in, n_kernels)`` as sPyNNaker stores them.
+
+    The plastic projection is the only excitatory input of the kernel neurons, from
+    a ``SpikeSourceArray`` (at most one spike per step) with equal delays, so the
+    ring-buffer shift comes from ``w_max * fan_in`` (see
+    :func:`max_summed_weight_equal_delays`); weights are clipped to uint16 as
+    ``SynapseDynamicsSTDP.get_plastic_synaptic_data`` stores them.
+    """
+    weights_na = np.asarray(weights_na, dtype=np.float64)
+    summed = max_summed_weight_equal_delays([(w_max_na, weights_na.shape[0], 1.0)])
+    return quantise_weights_like_spinnaker(weights_na, max_summed_weight=summed, plastic=True)
+
+
 # -- the backend ----------------------------------------------------------------
 class SpiNNakerBackend(PyNNBackend):
     """``pyNN.spiNNaker`` on a virtual board, one physical board, or spalloc.
@@ -228,7 +261,7 @@ class SpiNNakerBackend(PyNNBackend):
     def synapse(self, connections, stdp: STDPRule | None):
         if stdp is not None and (stdp.w_min < 0 or stdp.w_max < 0):
             raise UsageError("sPyNNaker needs w_min, w_max >= 0 (the receptor gives the sign)")
-        return super().synapse(connections, stdp)
+        return super().synapse(connections, spinnaker_stdp_amplitudes(stdp))
 
     def connector(self, conn_list: np.ndarray):
         """``FromListConnector`` on the list sorted by (pre, post)."""
