@@ -123,6 +123,10 @@ class PyNNBackend(Backend):
         self._read_until_ms: dict[int, float] = {}
         self.sim.setup(timestep=self.timestep_ms, min_delay=self.timestep_ms,
                        **self.setup_options(seed))
+        # sim.setup() has just dropped PyNN's references to the previous network
+        # (recorders, population lists); collect it now, before anything new is
+        # named (see _release_populations)
+        gc.collect()
 
     def setup_options(self, seed: int) -> dict:
         """Extra keyword arguments for ``sim.setup`` (simulator specific)."""
@@ -150,7 +154,9 @@ class PyNNBackend(Backend):
         see into, so without this no ended network is ever freed: with Brian2 a
         process that builds one network per block of images grew by ~100 MB per
         MNIST network and, because Brian2 skips the names of live objects,
-        recompiled every code object for each new network.
+        recompiled every code object for each new network (Brian2 names objects
+        "neurongroup", "neurongroup_1", ..., skipping names of live objects, and
+        the names are part of the generated code cached in ``~/.cython``).
         """
         for population in self.__dict__.pop("_populations", []):
             population.all_cells = np.zeros(0, dtype=object)

@@ -14,7 +14,6 @@ Quirks handled here:
 
 from __future__ import annotations
 
-import gc
 import logging
 
 from .base import PyNNBackend
@@ -37,14 +36,6 @@ class Brian2Backend(PyNNBackend):
         brian2.seed(int(seed))
         self._spikes_read: dict[int, int] = {}
         super().setup(timestep_ms, seed)
-        # Brian2 names objects "neurongroup", "neurongroup_1", ... skipping names of
-        # objects still alive, and the names end up in the generated code: a second
-        # network in one process whose predecessor was not yet collected (Brian2's
-        # objects form reference cycles) gets new names, so every code object is
-        # compiled again (~20 s per MNIST network). sim.setup() has just dropped the
-        # old network (state.clear()); collecting it now lets the names, hence
-        # the compiled code in ~/.cython, be reused.
-        gc.collect()
 
     def connector(self, conn_list):
         from .brian2_fromlist import VectorisedFromListConnector
