@@ -2,6 +2,7 @@
 
 import os
 import signal
+import sys
 import weakref
 
 import pytest
@@ -16,6 +17,7 @@ class _Obj:
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_swallowed_signal_is_raised_at_next_check():
     previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    previous_hook = sys.unraisablehook
     try:
         interrupt.install()
         interrupt.check()  # nothing received yet: no exception
@@ -34,3 +36,4 @@ def test_swallowed_signal_is_raised_at_next_check():
     finally:
         signal.signal(signal.SIGTERM, previous[0])
         signal.signal(signal.SIGINT, previous[1])
+        sys.unraisablehook = previous_hook

@@ -159,8 +159,11 @@ class PyNNBackend(Backend):
         the names are part of the generated code cached in ``~/.cython``).
         """
         for population in self.__dict__.pop("_populations", []):
-            population.all_cells = np.zeros(0, dtype=object)
-            population._mask_local = np.zeros(0, dtype=bool)
+            try:
+                population.all_cells = np.zeros(0, dtype=object)
+                population._mask_local = np.zeros(0, dtype=bool)
+            except AttributeError:  # sPyNNaker: a read-only property, no such cycle
+                pass
         gc.collect()
 
     def synapse(self, connections: Connections, stdp: STDPRule | None):
