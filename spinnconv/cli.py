@@ -8,7 +8,6 @@ Errors print one line on stderr; ``--debug`` shows the traceback.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -158,9 +157,9 @@ def _run_mode(args: argparse.Namespace, run, argv: list[str]) -> None:
         results = pipeline.test(run)
         seconds = time.perf_counter() - started
         record = pipeline.write_record(run, argv, results, seconds)
-        bound = json.loads(record.read_text())["peak_memory_bound_mb"]
-        run.log(f"total: {seconds:.1f} s, peak memory {bound:.0f} MB (main process and "
-                f"--jobs workers); phases in {record}")
+        run.log(f"total: {seconds:.1f} s, peak memory {record['peak_memory_bound_mb']:.0f} MB "
+                f"(main process and --jobs workers); phases in "
+                f"{run.model_dir.path / 'record.json'}")
     if args.mode in ("testing", "all"):
         results = results if args.mode == "all" else pipeline.test(run)
         run.log(f"test images: {results['n_test']}, backend {results['backend']}, "

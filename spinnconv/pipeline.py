@@ -229,15 +229,10 @@ def _count_block(backend_name: str, machine: dict, model_dir: Path, model_spec: 
                  kernels: dict, params: dict, images: np.ndarray) -> tuple[np.ndarray, float]:
     """Spike counts ``(len(images), n_out)`` of the last layer for one block of images,
     simulated by a fresh network; also returns this process's peak memory in MB."""
-    from .cli import _quiet_libraries
-
-    _quiet_libraries()
-    run = Run(params=params, dataset="", data_dir=Path("."), model_dir=ModelDir(model_dir),
-              backend=backend_name, machine=machine, quiet=True)
-    model = SequentialModel.from_dict(model_spec)
-    spikes = run_images(run.make_backend(), model, kernels, params, encode(images, params),
-                        upto=None, quiet=True)
-    return spikes.counts(dtype=np.uint16), peak_memory_mb()
+    spikes, peak_mb = _simulate_shard(backend_name, machine, model_dir, model_spec, kernels,
+                                      params, encode(images, params), upto=None,
+                                      description="", quiet=True)
+    return spikes.counts(dtype=np.uint16), peak_mb
 
 
 def count_spikes(run: Run, model: SequentialModel, kernels: dict, images: np.ndarray,
@@ -253,20 +248,19 @@ def count_spikes(run: Run, model: SequentialModel, kernels: dict, images: np.nda
     block = int(run.params["block_images"])
     starts = list(range(0, len(images), block))
     args = (run.backend, run.machine, run.model_dir.path, model.to_dict(), kernels, run.params)
-    parallel = run.jobs > 1 and len(starts) > 1
-    if parallel:
+    in_workers = run.jobs > 1 and len(starts) > 1
+    if in_workers:
         from joblib import Parallel, delayed
 
-        parallel = Parallel(n_jobs=min(run.jobs, len(starts)), return_as="generator")
-        results = parallel(delayed(_count_block)(*args, images[start:start + block])
-                           for start in starts)
+        results = Parallel(n_jobs=min(run.jobs, len(starts)), return_as="generator")(
+            delayed(_count_block)(*args, images[start:start + block]) for start in starts)
     else:
         results = (_count_block(*args, images[start:start + block]) for start in starts)
     counts = np.zeros((len(images), int(np.prod(model.output_shape))), dtype=np.uint16)
     with tqdm(total=len(images), desc=description, unit="img", disable=run.quiet) as bar:
         for start, (block_counts, peak_mb) in zip(starts, results, strict=True):
             counts[start:start + len(block_counts)] = block_counts
-            if parallel:
+            if in_workers:
                 run.worker_peak_mb = max(run.worker_peak_mb, peak_mb)
             bar.update(len(block_counts))
     return counts
@@ -274,9 +268,9 @@ def count_spikes(run: Run, model: SequentialModel, kernels: dict, images: np.nda
 
 def _simulate_shard(backend_name: str, machine: dict, model_dir: Path, model_spec: dict,
                     kernels: dict, params: dict, spikes: LayerSpikes, upto: int | None,
-                    description: str, quiet: bool) -> LayerSpikes:
-    """One worker's share of :func:`simulate` (runs in its own process); also returns
-    the worker's peak memory in MB."""
+                    description: str, quiet: bool) -> tuple[LayerSpikes, float]:
+    """One worker's share of :func:`simulate` or one block of :func:`count_spikes`
+    (runs in its own process); also returns the process's peak memory in MB."""
     from .cli import _quiet_libraries
 
     _quiet_libraries()
@@ -438,30 +432,28 @@ def write_run_log(run: Run, argv: list[str], seconds: float) -> Path | None:
     return path
 
 
-def write_record(run: Run, argv: list[str], results: dict, seconds: float) -> Path:
-    """``<model-dir>/record.json`` of a ``--mode all`` run: command, accuracy, and per
-    phase wall time, rate and peak memory. ``peak_memory_bound_mb`` bounds the whole
-    run's resident memory: the main process's peak plus ``jobs`` times the largest
-    worker peak."""
+def write_record(run: Run, argv: list[str], results: dict, seconds: float) -> dict:
+    """Write and return ``<model-dir>/record.json`` of a ``--mode all`` run: command,
+    accuracy, and per phase wall time, rate and peak memory. ``peak_memory_bound_mb``
+    bounds the whole run's resident memory: the main process's peak plus ``jobs``
+    times the largest worker peak (0 when no worker ran)."""
     from .checkpoint import package_versions
 
-    jobs = max(1, min(run.jobs, results["n_test"]))
+    main_peak_mb = peak_memory_mb()
     record = {
         "command": "python main.py " + " ".join(argv),
         "dataset": run.dataset, "backend": run.backend, "seed": run.params["seed"],
         "jobs": run.jobs, "cores": os.cpu_count(),
         "n_train": results["n_train"], "n_test": results["n_test"],
         "accuracy": results["accuracy"], "total_seconds": round(seconds, 1),
-        "peak_memory_mb": round(peak_memory_mb(), 1),
+        "peak_memory_mb": round(main_peak_mb, 1),
         "worker_peak_memory_mb": round(run.worker_peak_mb, 1),
-        "peak_memory_bound_mb": round(peak_memory_mb() + (jobs * run.worker_peak_mb
-                                                          if run.jobs > 1 else 0.0), 1),
+        "peak_memory_bound_mb": round(main_peak_mb + run.jobs * run.worker_peak_mb, 1),
         "phases": run.phases, "parameters": run.params, "versions": package_versions(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    path = run.model_dir.path / "record.json"
-    write_json(path, record)
-    return path
+    write_json(run.model_dir.path / "record.json", record)
+    return record
 
 
 def argv_mode(argv: list[str]) -> str:

@@ -150,6 +150,13 @@ class TrainedLayer:
     v_trace_mv: np.ndarray | None = None    # over the last patches (time, neuron)
 
 
+def _initial_weights(patch_size: int, n_kernels: int, params: dict,
+                     rng: np.random.Generator) -> np.ndarray:
+    """Random patch-network weights ``(patch_size, n_kernels)`` in [0, 1], rescaled."""
+    return rescale_kernels(rng.uniform(0.0, 1.0, size=(patch_size, n_kernels)),
+                           params["kernel_l1"])
+
+
 def random_kernels(shape: tuple[int, int, int], n_kernels: int, params: dict,
                    rng: np.random.Generator) -> TrainedLayer:
     """The ablation: the patch network's initial kernels, never trained.
@@ -158,8 +165,7 @@ def random_kernels(shape: tuple[int, int, int], n_kernels: int, params: dict,
     "STDP" and "random" differ only by learning.
     """
     kh, kw, channels = shape
-    initial = rescale_kernels(rng.uniform(0.0, 1.0, size=(kh * kw * channels, n_kernels)),
-                              params["kernel_l1"])
+    initial = _initial_weights(kh * kw * channels, n_kernels, params, rng)
     return TrainedLayer(kernels=cn.kernels_from_patch_weights(initial, (kh, kw), channels),
                         wins=np.zeros(n_kernels, dtype=np.int64),
                         thresholds_mv=np.full(n_kernels, params["neuron"]["v_thresh"]),
@@ -191,7 +197,7 @@ def train_conv_layer(backend: Backend, patches: LayerSpikes, n_kernels: int, par
     homeostasis_mv = params["homeostasis_mv"]
     keep_network = backend.can_set_weights
 
-    initial = rescale_kernels(rng.uniform(0.0, 1.0, size=(patch_size, n_kernels)), mean_weight)
+    initial = _initial_weights(patch_size, n_kernels, params, rng)
     # w_max: the weight scale at which the initial kernels drive the kernel neurons
     w_max = weight_for_drive(patches.counts() @ initial, params)
     rule = _stdp_rule(params, w_max)
