@@ -116,23 +116,46 @@ class PoolLayer:
 class Classifier:
     """Linear SVM on the previous layer's spike counts.
 
-    ``grid``: sum the counts of each feature map over a ``grid × grid`` partition
-    of its positions (1 = global sum pooling per map); ``None`` keeps one
-    feature per neuron.
+    How counts become features (per feature map):
+
+    * ``grid = g``: summed over a ``g × g`` partition of the map's positions
+      (1 = global sum pooling);
+    * ``window = w`` (with ``stride = s``, default ``w``): summed over every
+      ``w × w`` window whose corner lies on a multiple of ``s`` (overlapping when
+      ``s < w``);
+    * neither: one feature per neuron.
     """
 
     grid: int | None = None
+    window: int | None = None
+    stride: int | None = None
     kind: str = field(default="classifier", init=False)
 
     def __post_init__(self):
         if self.grid is not None:
             object.__setattr__(self, "grid", _positive_int(self.grid, "classifier grid"))
+        if self.window is not None:
+            if self.grid is not None:
+                raise UsageError("a classifier takes a grid or a window, not both")
+            object.__setattr__(self, "window", _positive_int(self.window, "classifier window"))
+            stride = self.window if self.stride is None else self.stride
+            object.__setattr__(self, "stride", _positive_int(stride, "classifier stride"))
+        elif self.stride is not None:
+            raise UsageError("a classifier stride needs a window")
 
     def describe(self) -> str:
+        if self.window is not None:
+            return f"Classifier (linear SVM) window {self.window} stride {self.stride}"
         return "Classifier (linear SVM)" + ("" if self.grid is None else f" grid {self.grid}")
 
     def output_shape(self, input_shape: Shape) -> Shape:
         height, width, channels = input_shape
+        if self.window is not None:
+            if self.window > min(height, width):
+                raise UsageError(f"classifier window {self.window} is larger than its input "
+                                 f"{height}×{width}")
+            return ((height - self.window) // self.stride + 1,
+                    (width - self.window) // self.stride + 1, channels)
         if self.grid is None:
             return input_shape
         if self.grid > min(height, width):

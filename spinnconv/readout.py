@@ -16,20 +16,42 @@ from .model import Classifier
 
 
 def features_from_counts(counts: np.ndarray, shape: tuple[int, int, int],
-                         classifier: Classifier) -> np.ndarray:
-    """Features of ``classifier`` from spike counts ``(n_images, H*W*C)``.
+                         classifier: Classifier, block_images: int = 4096) -> np.ndarray:
+    """Features of ``classifier`` (float32) from spike counts ``(n_images, H*W*C)``.
 
-    With ``classifier.grid = g`` each feature map's counts are summed over a
-    ``g × g`` partition of its positions; otherwise one feature per neuron.
+    Counts are summed per feature map over the classifier's grid cells or windows
+    (see :class:`~spinnconv.model.Classifier`), ordered map by map; without either,
+    one feature per neuron. Works through ``block_images`` images at a time.
     """
-    if classifier.grid is None:
+    if classifier.grid is None and classifier.window is None:
         return counts.astype(np.float32)
     height, width, channels = shape
-    maps = counts.reshape(-1, channels, height, width)
-    rows = np.array_split(np.arange(height), classifier.grid)
-    cols = np.array_split(np.arange(width), classifier.grid)
-    cells = [maps[:, :, r][:, :, :, c].sum(axis=(2, 3)) for r in rows for c in cols]
-    return np.stack(cells, axis=2).reshape(counts.shape[0], -1).astype(np.float32)
+    out_h, out_w, _ = classifier.output_shape(shape)
+    features = np.empty((counts.shape[0], channels * out_h * out_w), dtype=np.float32)
+    for start in range(0, counts.shape[0], block_images):
+        maps = counts[start:start + block_images].reshape(-1, channels, height, width)
+        features[start:start + len(maps)] = _cell_sums(maps, classifier).reshape(len(maps), -1)
+    return features
+
+
+def _cell_sums(maps: np.ndarray, classifier: Classifier) -> np.ndarray:
+    """``(n, C, out_h, out_w)`` sums of ``maps`` ``(n, C, H, W)`` per grid cell or window."""
+    height, width = maps.shape[2:]
+    if classifier.grid is not None:
+        rows = np.array_split(np.arange(height), classifier.grid)
+        cols = np.array_split(np.arange(width), classifier.grid)
+        return np.stack([maps[:, :, r][:, :, :, c].sum(axis=(2, 3), dtype=np.float32)
+                         for r in rows for c in cols], axis=2)
+    # integral image: the sum over any window is four lookups
+    window, stride = classifier.window, classifier.stride
+    integral = np.zeros(maps.shape[:2] + (height + 1, width + 1), dtype=np.float32)
+    integral[:, :, 1:, 1:] = maps.cumsum(axis=2, dtype=np.float32).cumsum(axis=3)
+    top = np.arange(0, height - window + 1, stride)
+    left = np.arange(0, width - window + 1, stride)
+    t, b = top[:, None], top[:, None] + window
+    lft, r = left[None, :], left[None, :] + window
+    return (integral[:, :, b, r] - integral[:, :, t, r] - integral[:, :, b, lft]
+            + integral[:, :, t, lft])
 
 
 #: Element-wise transforms of spike counts before scaling (``sqrt`` stabilises the
