@@ -84,15 +84,16 @@ PER_DATASET = {
             {"kind": "classifier"},
         ],
     },
-    # MNIST 28×28: DoG -> conv 30×5×5 -> pool 2×2 -> SVM on counts summed over a 4×4 grid
-    # (a second conv layer, Kheradpisheh-style, is possible but not yet useful: see
-    # experiments/README.md)
+    # MNIST 28×28: DoG -> conv 30×5×5 -> pool 2×2 (12×12 per map) -> SVM on counts summed
+    # over a two-level pyramid per map: 16 overlapping 6×6 windows (stride 2) and the
+    # 16 cells of 3×3 (a second conv layer, Kheradpisheh-style, is possible but not yet
+    # useful: see experiments/README.md)
     "mnist": {
         "train_patches": 3000,
         "architecture": [
             {"kind": "conv", "n_kernels": 30, "kernel_shape": [5, 5]},
             {"kind": "pool", "pool_shape": [2, 2]},
-            {"kind": "classifier", "grid": 4},
+            {"kind": "classifier", "windows": [[6, 2], [3, 3]]},
         ],
     },
 }

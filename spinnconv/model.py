@@ -120,42 +120,52 @@ class Classifier:
 
     * ``grid = g``: summed over a ``g × g`` partition of the map's positions
       (1 = global sum pooling);
-    * ``window = w`` (with ``stride = s``, default ``w``): summed over every
-      ``w × w`` window whose corner lies on a multiple of ``s`` (overlapping when
-      ``s < w``);
+    * ``windows = [[w, s], ...]``: for each pair, summed over every ``w × w``
+      window whose corner lies on a multiple of ``s`` (overlapping when
+      ``s < w``); several pairs make a spatial pyramid;
     * neither: one feature per neuron.
+
+    The output shape is ``(grid, grid, C)``, ``(1, cells, C)`` for windows (cells
+    per map, all pairs together), or the input shape.
     """
 
     grid: int | None = None
-    window: int | None = None
-    stride: int | None = None
+    windows: tuple[tuple[int, int], ...] | None = None
     kind: str = field(default="classifier", init=False)
 
     def __post_init__(self):
         if self.grid is not None:
             object.__setattr__(self, "grid", _positive_int(self.grid, "classifier grid"))
-        if self.window is not None:
+        if self.windows is not None:
             if self.grid is not None:
-                raise UsageError("a classifier takes a grid or a window, not both")
-            object.__setattr__(self, "window", _positive_int(self.window, "classifier window"))
-            stride = self.window if self.stride is None else self.stride
-            object.__setattr__(self, "stride", _positive_int(stride, "classifier stride"))
-        elif self.stride is not None:
-            raise UsageError("a classifier stride needs a window")
+                raise UsageError("a classifier takes a grid or windows, not both")
+            pairs = self.windows
+            if (not isinstance(pairs, (list, tuple)) or not pairs
+                    or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in pairs)):
+                raise UsageError("classifier windows must be a non-empty list of "
+                                 f"[window, stride] pairs, got {pairs!r}")
+            object.__setattr__(self, "windows", tuple(
+                (_positive_int(w, "classifier window"), _positive_int(s, "classifier stride"))
+                for w, s in pairs))
 
     def describe(self) -> str:
-        if self.window is not None:
-            return f"Classifier (linear SVM) window {self.window} stride {self.stride}"
+        if self.windows is not None:
+            return "Classifier windows " + ", ".join(f"{w}/{s}" for w, s in self.windows)
         return "Classifier (linear SVM)" + ("" if self.grid is None else f" grid {self.grid}")
+
+    def window_cells(self, height: int, width: int) -> list[tuple[int, int]]:
+        """Rows × columns of windows per pair of :attr:`windows` on a ``height × width`` map."""
+        return [((height - w) // s + 1, (width - w) // s + 1) for w, s in self.windows]
 
     def output_shape(self, input_shape: Shape) -> Shape:
         height, width, channels = input_shape
-        if self.window is not None:
-            if self.window > min(height, width):
-                raise UsageError(f"classifier window {self.window} is larger than its input "
-                                 f"{height}×{width}")
-            return ((height - self.window) // self.stride + 1,
-                    (width - self.window) // self.stride + 1, channels)
+        if self.windows is not None:
+            for window, _ in self.windows:
+                if window > min(height, width):
+                    raise UsageError(f"classifier window {window} is larger than its input "
+                                     f"{height}×{width}")
+            cells = sum(rows * cols for rows, cols in self.window_cells(height, width))
+            return (1, cells, channels)
         if self.grid is None:
             return input_shape
         if self.grid > min(height, width):

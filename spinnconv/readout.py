@@ -23,11 +23,11 @@ def features_from_counts(counts: np.ndarray, shape: tuple[int, int, int],
     (see :class:`~spinnconv.model.Classifier`), ordered map by map; without either,
     one feature per neuron. Works through ``block_images`` images at a time.
     """
-    if classifier.grid is None and classifier.window is None:
+    if classifier.grid is None and classifier.windows is None:
         return counts.astype(np.float32)
     height, width, channels = shape
-    out_h, out_w, _ = classifier.output_shape(shape)
-    features = np.empty((counts.shape[0], channels * out_h * out_w), dtype=np.float32)
+    n_features = int(np.prod(classifier.output_shape(shape)))
+    features = np.empty((counts.shape[0], n_features), dtype=np.float32)
     for start in range(0, counts.shape[0], block_images):
         maps = counts[start:start + block_images].reshape(-1, channels, height, width)
         features[start:start + len(maps)] = _cell_sums(maps, classifier).reshape(len(maps), -1)
@@ -35,23 +35,25 @@ def features_from_counts(counts: np.ndarray, shape: tuple[int, int, int],
 
 
 def _cell_sums(maps: np.ndarray, classifier: Classifier) -> np.ndarray:
-    """``(n, C, out_h, out_w)`` sums of ``maps`` ``(n, C, H, W)`` per grid cell or window."""
-    height, width = maps.shape[2:]
+    """``(n, C, cells)`` sums of ``maps`` ``(n, C, H, W)`` per grid cell or window."""
+    n, channels, height, width = maps.shape
     if classifier.grid is not None:
         rows = np.array_split(np.arange(height), classifier.grid)
         cols = np.array_split(np.arange(width), classifier.grid)
         return np.stack([maps[:, :, r][:, :, :, c].sum(axis=(2, 3), dtype=np.float32)
                          for r in rows for c in cols], axis=2)
     # integral image: the sum over any window is four lookups
-    window, stride = classifier.window, classifier.stride
-    integral = np.zeros(maps.shape[:2] + (height + 1, width + 1), dtype=np.float32)
+    integral = np.zeros((n, channels, height + 1, width + 1), dtype=np.float32)
     integral[:, :, 1:, 1:] = maps.cumsum(axis=2, dtype=np.float32).cumsum(axis=3)
-    top = np.arange(0, height - window + 1, stride)
-    left = np.arange(0, width - window + 1, stride)
-    t, b = top[:, None], top[:, None] + window
-    lft, r = left[None, :], left[None, :] + window
-    return (integral[:, :, b, r] - integral[:, :, t, r] - integral[:, :, b, lft]
-            + integral[:, :, t, lft])
+    sums = []
+    for window, stride in classifier.windows:
+        top = np.arange(0, height - window + 1, stride)[:, None]
+        left = np.arange(0, width - window + 1, stride)[None, :]
+        bottom, right = top + window, left + window
+        sums.append((integral[:, :, bottom, right] - integral[:, :, top, right]
+                     - integral[:, :, bottom, left] + integral[:, :, top, left])
+                    .reshape(n, channels, -1))
+    return np.concatenate(sums, axis=2)
 
 
 #: Element-wise transforms of spike counts before scaling (``sqrt`` stabilises the

@@ -41,11 +41,11 @@ def test_dict_parameters_merge_key_by_key():
     ({"architecture": [{"kind": "conv", "n_kernels": 4, "stride": 0}, {"kind": "classifier"}]},
      "stride"),
     ({"architecture": [{"kind": "conv", "n_kernels": 4}, {"kind": "pool"},
-                       {"kind": "classifier", "grid": 2, "window": 2}]}, "grid or a window"),
+                       {"kind": "classifier", "grid": 2, "windows": [[2, 1]]}]}, "grid or windows"),
     ({"architecture": [{"kind": "conv", "n_kernels": 4}, {"kind": "pool"},
-                       {"kind": "classifier", "stride": 2}]}, "stride needs a window"),
+                       {"kind": "classifier", "windows": [2, 1]}]}, "list of \\[window, stride\\] pairs"),
     ({"architecture": [{"kind": "conv", "n_kernels": 4}, {"kind": "pool"},
-                       {"kind": "classifier", "window": 9}]}, "window 9 is larger"),
+                       {"kind": "classifier", "windows": [[1, 1], [9, 1]]}]}, "window 9 is larger"),
 ])
 def test_bad_parameters_are_refused(overrides, message):
     with pytest.raises(UsageError, match=message):
@@ -77,20 +77,21 @@ def test_grid_features_sum_each_map_over_cells():
     np.testing.assert_array_equal(features_from_counts(counts, (4, 4, 3), Classifier()), counts)
 
 
-def test_window_features_sum_each_map_over_overlapping_windows():
+def test_window_features_are_a_pyramid_of_overlapping_window_sums():
     rng = np.random.default_rng(1)
     counts = rng.integers(0, 6, size=(5, 3 * 7 * 7)).astype(np.uint16)  # C=3, H=W=7
-    classifier = Classifier(window=3, stride=2)
-    assert classifier.output_shape((7, 7, 3)) == (3, 3, 3)
+    classifier = Classifier(windows=[[3, 2], [7, 1]])
+    assert classifier.output_shape((7, 7, 3)) == (1, 9 + 1, 3)
     features = features_from_counts(counts, (7, 7, 3), classifier, block_images=2)
     maps = counts.reshape(5, 3, 7, 7).astype(float)
-    expected = [[maps[n, c, i:i + 3, j:j + 3].sum() for c in range(3) for i in (0, 2, 4)
-                 for j in (0, 2, 4)] for n in range(5)]
+    expected = [[cell for c in range(3) for cell in
+                 [maps[n, c, i:i + 3, j:j + 3].sum() for i in (0, 2, 4) for j in (0, 2, 4)]
+                 + [maps[n, c].sum()]] for n in range(5)]
     np.testing.assert_array_equal(features, np.array(expected, dtype=np.float32))
     # window = stride = H / g is the g × g grid
-    np.testing.assert_array_equal(
-        features_from_counts(counts[:, :3 * 36].reshape(5, -1), (6, 6, 3), Classifier(window=3)),
-        features_from_counts(counts[:, :3 * 36].reshape(5, -1), (6, 6, 3), Classifier(grid=2)))
+    six = counts[:, :3 * 36]
+    np.testing.assert_array_equal(features_from_counts(six, (6, 6, 3), Classifier(windows=[[3, 3]])),
+                                  features_from_counts(six, (6, 6, 3), Classifier(grid=2)))
 
 
 def _model_and_params(seed=0):
