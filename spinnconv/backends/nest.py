@@ -1,7 +1,10 @@
 """NEST through ``pyNN.nest`` (the ``nest`` extra: ``pip install 'spinnconv[nest]'``).
 
 Quirks handled here: spikes on the time grid (as on SpiNNaker), quiet kernel,
-one thread per process (parallelism comes from running shards in processes).
+one thread per process (parallelism comes from running shards in processes),
+connection lists built with one ``nest.Connect`` call
+(:class:`~spinnconv.backends.nest_fromlist.VectorisedFromListConnector`; PyNN's
+makes one call per target neuron), projection weights read and written as arrays.
 """
 
 from __future__ import annotations
@@ -22,6 +25,11 @@ class NestBackend(PyNNBackend):
     def setup_options(self, seed: int) -> dict:
         return {"spike_precision": "on_grid", "verbosity": "error", "threads": 1,
                 "rng_seed": int(seed) + 1}
+
+    def connector(self, conn_list):
+        from .nest_fromlist import VectorisedFromListConnector
+
+        return VectorisedFromListConnector(conn_list, column_names=["weight", "delay"])
 
     # PyNN's get/set of projection attributes as arrays convert one connection at
     # a time through Population.id_to_index (about 1 ms each): reading or writing

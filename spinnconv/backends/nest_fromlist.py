@@ -1,0 +1,113 @@
+"""A vectorised ``FromListConnector`` for ``pyNN.nest`` (NEST backend only).
+
+Why this exists
+---------------
+The stock ``pyNN.connectors.FromListConnector.connect`` loops over the target
+neurons; for each one it deep-copies and translates the synapse parameter space
+and calls ``pyNN.nest.Projection._convergent_connect``, which makes one
+``nest.Connect`` call. The default MNIST inference network (17,280 conv
+targets, 1.4 M synapses with the lateral inhibition) took about 11 s to build
+that way, every 1000-image block. This connector translates the parameters of
+the whole list once and makes ONE ``nest.Connect(sources, targets,
+"one_to_one", syn_spec)`` call with arrays of node IDs (NEST's array path).
+
+What it reproduces from the stock path
+--------------------------------------
+* Validation: every column name must be a parameter of the synapse type
+  (``ValueError``); a source or target index out of range raises
+  ``pyNN.errors.ConnectionError``. An empty list builds an empty projection.
+* The parameter space is built as the stock path builds it (a deep copy of
+  ``synapse_type.parameter_space`` with shape ``(n,)``, updated with the list's
+  columns, ``translate``-d, ``evaluate``-d); ``dendritic_delay_fraction``,
+  ``tau_minus`` and ``w_min_always_zero_in_NEST`` are dropped as
+  ``_convergent_connect`` drops them.
+* The projection's bookkeeping: its ``_sources``, its connection cache and the
+  simulator's stale-cache flag, so ``Projection.get``/``set``/``len`` work.
+
+Only the simple case takes this path: a static synapse (no plasticity, no other
+per-synapse parameters), plain ``Population`` objects on both sides, current-
+based standard cells and one MPI process. Anything else (the small STDP patch
+networks, conductance-based cells, views, assemblies) uses the stock connector.
+"""
+
+from __future__ import annotations
+
+from copy import deepcopy
+from typing import Any
+
+import nest
+import numpy as np
+from pyNN import errors
+from pyNN.common import Population
+from pyNN.connectors import FromListConnector
+from pyNN.standardmodels import StandardSynapseType
+from pyNN.standardmodels.synapses import StaticSynapse
+
+__all__ = ["VectorisedFromListConnector"]
+
+_DROPPED = ("dendritic_delay_fraction", "tau_minus", "w_min_always_zero_in_NEST")
+
+
+class VectorisedFromListConnector(FromListConnector):
+    """``FromListConnector`` that builds a static ``pyNN.nest`` projection with one
+    ``nest.Connect`` call; same arguments as :class:`pyNN.connectors.FromListConnector`."""
+
+    @staticmethod
+    def takes_fast_path(projection: Any) -> bool:
+        """True when ``projection`` is the simple case described in the module docstring."""
+        post = projection.post
+        return (isinstance(projection.pre, Population) and isinstance(post, Population)
+                and isinstance(projection.synapse_type, StaticSynapse)
+                and not post.conductance_based
+                and post.celltype.standard_receptor_type
+                and not hasattr(post.celltype, "receptor_scale")
+                and bool(np.all(post._mask_local)) and bool(np.all(projection.pre._mask_local)))
+
+    def connect(self, projection: Any) -> None:
+        """Connect up ``projection`` (a ``pyNN.nest.Projection``)."""
+        if not self.takes_fast_path(projection):
+            super().connect(projection)
+            return
+        synapse_type = projection.synapse_type
+        for name in self.column_names:
+            if name not in synapse_type.get_parameter_names():
+                raise ValueError(
+                    f"{name} is not a valid parameter for {synapse_type.__class__.__name__}")
+        if self.conn_list.size == 0:
+            return
+        conn_list = self.conn_list
+        for column, side, what in ((0, projection.pre, "source"), (1, projection.post, "target")):
+            if np.any(conn_list[:, column] >= side.size) or np.any(conn_list[:, column] < 0):
+                raise errors.ConnectionError(f"{what} index out of range")
+        # the stock connector's order: by target, then as listed
+        conn_list = conn_list[np.argsort(conn_list[:, 1], kind="stable")]
+        n = conn_list.shape[0]
+        parameters = deepcopy(synapse_type.parameter_space)
+        parameters.shape = (n,)
+        for column, name in enumerate(self.column_names, 2):
+            parameters.update(**{name: conn_list[:, column]})
+        if isinstance(synapse_type, StandardSynapseType):
+            parameters = synapse_type.translate(parameters)
+        parameters.evaluate()
+        values = {name: value for name, value in parameters.items() if name not in _DROPPED}
+        weight = np.broadcast_to(np.asarray(values.pop("weight"), dtype=float), (n,))
+        delay = np.broadcast_to(np.asarray(values.pop("delay"), dtype=float), (n,))
+        if values:  # a parameter this path does not know: let PyNN handle it
+            super().connect(projection)
+            return
+        sources = np.asarray(projection.pre.all_cells[conn_list[:, 0].astype(int)],
+                             dtype=np.int64)
+        targets = np.asarray(projection.post.all_cells[conn_list[:, 1].astype(int)],
+                             dtype=np.int64)
+        syn_spec = {"synapse_model": projection.nest_synapse_model,
+                    "synapse_label": projection.nest_synapse_label,
+                    "weight": np.ascontiguousarray(weight),
+                    "delay": np.ascontiguousarray(delay)}
+        try:
+            nest.Connect(sources, targets, "one_to_one", syn_spec)
+        except nest.NESTError as err:
+            raise errors.ConnectionError(f"{err}; synapse model "
+                                         f"'{projection.nest_synapse_model}'") from None
+        projection._sources.update(np.unique(sources).tolist())
+        projection._connections = None
+        projection._simulator.state.stale_connection_cache = True
