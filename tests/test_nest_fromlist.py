@@ -13,9 +13,9 @@ import pytest
 
 sim = pytest.importorskip("pyNN.nest")
 
-from pyNN.errors import ConnectionError as PyNNConnectionError  # noqa: E402
+from pyNN.errors import ConnectionError as PyNNConnectionError
 
-from spinnconv.backends.nest_fromlist import VectorisedFromListConnector  # noqa: E402
+from spinnconv.backends.nest_fromlist import VectorisedFromListConnector
 
 CONNECTORS = {"stock": sim.FromListConnector, "vectorised": VectorisedFromListConnector}
 
