@@ -218,11 +218,13 @@ def train_layer(run: Run, number: int) -> dict:
 
 
 def extract_features(run: Run, model: SequentialModel, images: np.ndarray,
-                     description: str) -> np.ndarray:
-    """Readout features of ``images``: spike counts of the last spiking layer."""
+                     description: str) -> tuple[np.ndarray, np.ndarray]:
+    """Readout features of ``images`` (from the spike counts of the last spiking
+    layer) and each image's total output spike count."""
     kernels = _kernels(run, model, range(1, model.n_conv_layers + 1))
     counts = count_spikes(run, model, kernels, images, description)
-    return features_from_counts(counts, model.output_shape, model.classifier)
+    spikes_per_image = counts.sum(axis=1, dtype=np.int64)
+    return features_from_counts(counts, model.output_shape, model.classifier), spikes_per_image
 
 
 def _count_block(backend_name: str, machine: dict, model_dir: Path, model_spec: dict,
@@ -319,16 +321,17 @@ def train_svm(run: Run) -> dict:
     _require_layers(manifest, model.n_conv_layers, "the SVM")
     started = time.perf_counter()
     with run.phase("features (train)", data.n_train, "img"):
-        features = extract_features(run, model, data.train_images, "features (train)")
+        features, spikes_per_image = extract_features(run, model, data.train_images,
+                                                      "features (train)")
     svm = SpikeCountSVM(c=run.params["svm_c"], transform=run.params["svm_feature_transform"])
     with run.phase("svm fit", data.n_train, "img"):
         svm.fit(features, data.train_labels)
     train_accuracy = accuracy_score(data.train_labels, svm.predict(features))
     seconds = time.perf_counter() - started
     run.model_dir.save_svm(manifest, {**svm.to_arrays(), "n_train": np.asarray(data.n_train)})
-    silent = float(np.mean(features.sum(axis=1) == 0))
+    silent = float(np.mean(spikes_per_image == 0))
     run.log(f"svm: {data.n_train} images, {features.shape[1]} features, mean "
-            f"{features.sum(axis=1).mean():.1f} spikes/image ({silent:.1%} silent), "
+            f"{spikes_per_image.mean():.1f} output spikes/image ({silent:.1%} silent), "
             f"train accuracy {train_accuracy:.4f}, {seconds:.1f} s")
     return {"train_accuracy": train_accuracy, "seconds": seconds}
 
@@ -347,7 +350,7 @@ def test(run: Run) -> dict:
     svm_arrays = run.model_dir.load_svm()
     svm = SpikeCountSVM.from_arrays(svm_arrays)
     with run.phase("features (test) and prediction", data.n_test, "img"):
-        features = extract_features(run, model, data.test_images, "features (test)")
+        features, _ = extract_features(run, model, data.test_images, "features (test)")
         predicted = svm.predict(features)
     accuracy = float(accuracy_score(data.test_labels, predicted))
     seconds = time.perf_counter() - started
