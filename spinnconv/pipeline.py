@@ -49,11 +49,35 @@ def peak_memory_mb() -> float:
     return peak / 1024.0 if sys.platform != "darwin" else peak / 2**20
 
 
+def reset_peak_memory() -> None:
+    """Restart this process's peak-memory count (Linux: ``5`` to ``/proc/self/clear_refs``
+    resets ``VmHWM``), so that a phase reports its own peak; elsewhere a no-op (the
+    peak then covers the run so far: still an upper bound)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+    except OSError:
+        pass
+
+
+def _stop_idle_workers() -> None:
+    """Shut down joblib's reusable loky workers once their work is done, so idle
+    simulator processes hold no memory during the next phase (the next parallel
+    call starts fresh ones)."""
+    try:
+        from joblib.externals.loky import reusable_executor
+    except ImportError:
+        return
+    executor = getattr(reusable_executor, "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=True)
+
+
 def format_phase(record: dict) -> str:
     """One line per phase: ``phase <name>: <s> s, <rate> <unit>/s, peak memory <MB> MB``."""
     rate = f", {record['per_second']:.1f} {record['unit']}/s" if record["per_second"] else ""
-    workers = (f" (+ {record['worker_peak_memory_mb']:.0f} MB per --jobs worker)"
-               if record["worker_peak_memory_mb"] else "")
+    workers = (f" (+ {record['workers']} --jobs workers × "
+               f"{record['worker_peak_memory_mb']:.0f} MB)" if record.get("workers") else "")
     return (f"phase {record['phase']}: {record['seconds']:.1f} s, {record['items']} "
             f"{record['unit']}{rate}, peak memory {record['peak_memory_mb']:.0f} MB{workers}")
 
@@ -77,17 +101,35 @@ class Run:
     lines: list[str] = field(default_factory=list)  # what this run printed, for its log file
     phases: list[dict] = field(default_factory=list)  # one record per timed phase
     worker_peak_mb: float = 0.0  # largest peak RSS of a --jobs worker process so far
+    main_peak_mb: float = 0.0  # largest peak RSS of this process over the finished phases
+    phase_worker_peak_mb: float = 0.0  # largest worker peak in the current phase
+    phase_workers: int = 0  # worker processes that ran in the current phase
+
+    def note_workers(self, peaks_mb: list[float], workers: int) -> None:
+        """Record the peak memory of ``workers`` worker processes that just ran."""
+        self.worker_peak_mb = max([self.worker_peak_mb, *peaks_mb])
+        self.phase_worker_peak_mb = max([self.phase_worker_peak_mb, *peaks_mb])
+        self.phase_workers = max(self.phase_workers, workers)
 
     @contextmanager
     def phase(self, name: str, items: int, unit: str) -> Iterator[None]:
-        """Time a phase of ``items`` ``unit``s; log and keep wall time, rate, peak memory."""
+        """Time a phase of ``items`` ``unit``s; log and keep wall time, rate, and the
+        phase's own peak memory (main process, and per worker process)."""
+        self.main_peak_mb = max(self.main_peak_mb, peak_memory_mb())
+        reset_peak_memory()
+        self.phase_worker_peak_mb, self.phase_workers = 0.0, 0
         started = time.perf_counter()
         yield
         seconds = time.perf_counter() - started
+        main_mb = peak_memory_mb()
+        self.main_peak_mb = max(self.main_peak_mb, main_mb)
         record = {"phase": name, "seconds": round(seconds, 3), "items": int(items),
                   "unit": unit, "per_second": round(items / seconds, 3) if seconds else None,
-                  "peak_memory_mb": round(peak_memory_mb(), 1),
-                  "worker_peak_memory_mb": round(self.worker_peak_mb, 1)}
+                  "peak_memory_mb": round(main_mb, 1),
+                  "worker_peak_memory_mb": round(self.phase_worker_peak_mb, 1),
+                  "workers": self.phase_workers,
+                  "memory_bound_mb": round(main_mb + self.phase_workers
+                                           * self.phase_worker_peak_mb, 1)}
         self.phases.append(record)
         self.log(format_phase(record))
 
@@ -263,8 +305,10 @@ def count_spikes(run: Run, model: SequentialModel, kernels: dict, images: np.nda
         for start, (block_counts, peak_mb) in zip(starts, results, strict=True):
             counts[start:start + len(block_counts)] = block_counts
             if in_workers:
-                run.worker_peak_mb = max(run.worker_peak_mb, peak_mb)
+                run.note_workers([peak_mb], min(run.jobs, len(starts)))
             bar.update(len(block_counts))
+    if in_workers:
+        _stop_idle_workers()
     return counts
 
 
@@ -307,7 +351,8 @@ def simulate(run: Run, model: SequentialModel, kernels: dict, spikes: LayerSpike
                                  kernels, run.params, shard, upto,
                                  f"{description} [{k + 1}/{jobs}]", run.quiet or k > 0)
         for k, shard in enumerate(shards))
-    run.worker_peak_mb = max([run.worker_peak_mb, *(peak for _, peak in results)])
+    run.note_workers([peak for _, peak in results], jobs)
+    _stop_idle_workers()
     return LayerSpikes.concatenate([spikes for spikes, _ in results])
 
 
@@ -438,11 +483,13 @@ def write_run_log(run: Run, argv: list[str], seconds: float) -> Path | None:
 def write_record(run: Run, argv: list[str], results: dict, seconds: float) -> dict:
     """Write and return ``<model-dir>/record.json`` of a ``--mode all`` run: command,
     accuracy, and per phase wall time, rate and peak memory. ``peak_memory_bound_mb``
-    bounds the whole run's resident memory: the main process's peak plus ``jobs``
-    times the largest worker peak (0 when no worker ran)."""
+    bounds the whole run's resident memory: the largest, over the phases, of the main
+    process's peak in that phase plus the workers that ran in it times their largest
+    peak (workers are shut down between phases)."""
     from .checkpoint import package_versions
 
-    main_peak_mb = peak_memory_mb()
+    main_peak_mb = max(run.main_peak_mb, peak_memory_mb())
+    bound_mb = max([main_peak_mb, *(p["memory_bound_mb"] for p in run.phases)])
     record = {
         "command": "python main.py " + " ".join(argv),
         "dataset": run.dataset, "backend": run.backend, "seed": run.params["seed"],
@@ -451,7 +498,7 @@ def write_record(run: Run, argv: list[str], results: dict, seconds: float) -> di
         "accuracy": results["accuracy"], "total_seconds": round(seconds, 1),
         "peak_memory_mb": round(main_peak_mb, 1),
         "worker_peak_memory_mb": round(run.worker_peak_mb, 1),
-        "peak_memory_bound_mb": round(main_peak_mb + run.jobs * run.worker_peak_mb, 1),
+        "peak_memory_bound_mb": round(bound_mb, 1),
         "phases": run.phases, "parameters": run.params, "versions": package_versions(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

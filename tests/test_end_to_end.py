@@ -41,6 +41,8 @@ def test_all_on_digits_reaches_090(backend, tmp_path):
         assert f"phase {phase['phase']}: " in result.stdout
     assert sum(p["seconds"] for p in phases.values()) <= record["total_seconds"]
     assert record["peak_memory_bound_mb"] >= record["peak_memory_mb"]
+    assert record["peak_memory_bound_mb"] == max(
+        [record["peak_memory_mb"], *(p["memory_bound_mb"] for p in phases.values())])
 
 
 def test_same_seed_same_kernels_and_accuracy(tmp_path):
@@ -96,6 +98,9 @@ def test_jobs_split_images_over_processes(tmp_path):
     split = simulate(run, model, kernels, spikes, None, "two").counts()
     blocks_two_processes = count_spikes(run, model, kernels, images, "blocks")
     assert run.worker_peak_mb > 50  # each worker reports its peak memory
+    from joblib.externals.loky import reusable_executor
+
+    assert not reusable_executor._executor._processes  # idle workers were shut down
     assert split.shape == single.shape == blocks_two_processes.shape == (60, 4 * 4 * 16)
     assert single.sum() > 0
     # the first shard is the same simulation; the second starts without the
