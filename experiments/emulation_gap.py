@@ -32,11 +32,7 @@ def gap(float_summary: dict, emulated_summary: dict) -> dict:
     floats = float_summary["accuracy"]["values"]
     emulated = emulated_summary["accuracy"]["values"]
     differences = [100.0 * (e - f) for f, e in zip(floats, emulated, strict=True)]
-
-    def stats(values: list[float]) -> dict:
-        sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        return {"mean": statistics.fmean(values), "sd": sd, "values": values}
-
+    stats = mnist_full.stats
     return {"seeds": float_summary["seeds"], "float": stats(floats),
             "emulated": stats(emulated), "difference_points": stats(differences),
             "mean_absolute_difference_points": statistics.fmean(abs(d) for d in differences),

@@ -33,12 +33,14 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]
     return parser.parse_known_args(argv)
 
 
+def stats(values: list[float]) -> dict:
+    """Mean, sample sd (0 for one value) and the values themselves."""
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": statistics.fmean(values), "sd": sd, "values": values}
+
+
 def summarise(records: list[dict]) -> dict:
     """Mean and sample sd of accuracy, wall time and memory over the seeds."""
-    def stats(values: list[float]) -> dict:
-        sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        return {"mean": statistics.fmean(values), "sd": sd, "values": values}
-
     return {
         "seeds": [r["seed"] for r in records],
         "accuracy": stats([r["accuracy"] for r in records]),
