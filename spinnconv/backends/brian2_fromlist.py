@@ -57,16 +57,15 @@ must be mapped to parent indices), ``connect`` falls back to the stock
 from __future__ import annotations
 
 import logging
-from copy import deepcopy
 from typing import Any
 
 import brian2
 import numpy as np
-from pyNN import errors
 from pyNN.common import Population
 from pyNN.connectors import FromListConnector
 from pyNN.core import is_listlike
-from pyNN.standardmodels import StandardSynapseType
+
+from .fromlist import check_list, translated_parameters
 
 __all__ = ["VectorisedFromListConnector"]
 
@@ -101,23 +100,13 @@ class VectorisedFromListConnector(FromListConnector):
             return
 
         synapse_type = projection.synapse_type
-        synapse_parameter_names = synapse_type.get_parameter_names()
-        for name in self.column_names:
-            if name not in synapse_parameter_names:
-                raise ValueError(
-                    f"{name} is not a valid parameter for {synapse_type.__class__.__name__}")
+        check_list(self.conn_list, self.column_names, projection)
         if self.conn_list.size == 0:
             return
         if self.location_selector is not None:
             raise NotImplementedError("Brian backend does not support multicompartmental models.")
 
         conn_list = self.conn_list
-        pre_size, post_size = projection.pre.size, projection.post.size
-        if np.any(conn_list[:, 0] >= pre_size) or np.any(conn_list[:, 0] < 0):
-            raise errors.ConnectionError("source index out of range")
-        if np.any(conn_list[:, 1] >= post_size) or np.any(conn_list[:, 1] < 0):
-            raise errors.ConnectionError("target index out of range")
-
         # Same ordering as the stock connector (sorted by target, same argsort),
         # so the Brian2 synapses end up in the same order.
         conn_list = conn_list[np.argsort(conn_list[:, 1])]
@@ -131,14 +120,7 @@ class VectorisedFromListConnector(FromListConnector):
         pre_idx = conn_list[:, 0].astype(int)
         post_idx = conn_list[:, 1].astype(int)
 
-        connection_parameters = deepcopy(synapse_type.parameter_space)
-        connection_parameters.shape = (n,)
-        for col, name in enumerate(self.column_names, 2):
-            connection_parameters.update(**{name: conn_list[:, col]})
-        if isinstance(synapse_type, StandardSynapseType):
-            connection_parameters = synapse_type.translate(connection_parameters)
-        connection_parameters.evaluate()
-        values: dict[str, Any] = dict(connection_parameters.items())
+        values = translated_parameters(synapse_type, conn_list, self.column_names)
         values.pop("dendritic_delay_fraction", None)  # as _convergent_connect does
         values.update(synapse_type.initial_conditions)
 

@@ -32,7 +32,6 @@ networks, conductance-based cells, views, assemblies) uses the stock connector.
 
 from __future__ import annotations
 
-from copy import deepcopy
 from typing import Any
 
 import nest
@@ -40,8 +39,9 @@ import numpy as np
 from pyNN import errors
 from pyNN.common import Population
 from pyNN.connectors import FromListConnector
-from pyNN.standardmodels import StandardSynapseType
 from pyNN.standardmodels.synapses import StaticSynapse
+
+from .fromlist import check_list, translated_parameters
 
 __all__ = ["VectorisedFromListConnector"]
 
@@ -68,28 +68,15 @@ class VectorisedFromListConnector(FromListConnector):
         if not self.takes_fast_path(projection):
             super().connect(projection)
             return
-        synapse_type = projection.synapse_type
-        for name in self.column_names:
-            if name not in synapse_type.get_parameter_names():
-                raise ValueError(
-                    f"{name} is not a valid parameter for {synapse_type.__class__.__name__}")
+        check_list(self.conn_list, self.column_names, projection)
         if self.conn_list.size == 0:
             return
-        conn_list = self.conn_list
-        for column, side, what in ((0, projection.pre, "source"), (1, projection.post, "target")):
-            if np.any(conn_list[:, column] >= side.size) or np.any(conn_list[:, column] < 0):
-                raise errors.ConnectionError(f"{what} index out of range")
         # the stock connector's order: by target, then as listed
-        conn_list = conn_list[np.argsort(conn_list[:, 1], kind="stable")]
+        conn_list = self.conn_list[np.argsort(self.conn_list[:, 1], kind="stable")]
         n = conn_list.shape[0]
-        parameters = deepcopy(synapse_type.parameter_space)
-        parameters.shape = (n,)
-        for column, name in enumerate(self.column_names, 2):
-            parameters.update(**{name: conn_list[:, column]})
-        if isinstance(synapse_type, StandardSynapseType):
-            parameters = synapse_type.translate(parameters)
-        parameters.evaluate()
-        values = {name: value for name, value in parameters.items() if name not in _DROPPED}
+        values = {name: value for name, value in translated_parameters(
+            projection.synapse_type, conn_list, self.column_names).items()
+            if name not in _DROPPED}
         weight = np.broadcast_to(np.asarray(values.pop("weight"), dtype=float), (n,))
         delay = np.broadcast_to(np.asarray(values.pop("delay"), dtype=float), (n,))
         if values:  # a parameter this path does not know: let PyNN handle it
