@@ -153,10 +153,6 @@ class Classifier:
             return "Classifier windows " + ", ".join(f"{w}/{s}" for w, s in self.windows)
         return "Classifier (linear SVM)" + ("" if self.grid is None else f" grid {self.grid}")
 
-    def window_cells(self, height: int, width: int) -> list[tuple[int, int]]:
-        """Rows × columns of windows per pair of :attr:`windows` on a ``height × width`` map."""
-        return [((height - w) // s + 1, (width - w) // s + 1) for w, s in self.windows]
-
     def output_shape(self, input_shape: Shape) -> Shape:
         height, width, channels = input_shape
         if self.windows is not None:
@@ -164,7 +160,8 @@ class Classifier:
                 if window > min(height, width):
                     raise UsageError(f"classifier window {window} is larger than its input "
                                      f"{height}×{width}")
-            cells = sum(rows * cols for rows, cols in self.window_cells(height, width))
+            cells = sum(((height - w) // s + 1) * ((width - w) // s + 1)
+                        for w, s in self.windows)
             return (1, cells, channels)
         if self.grid is None:
             return input_shape
