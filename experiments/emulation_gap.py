@@ -8,9 +8,9 @@ For every seed, :mod:`mnist_full` runs ``main.py --mode all`` twice (float, then
 emulated: 16-bit weights, per-chunk rebuilt patch networks, sPyNNaker's STDP
 semantics) into ``<out>/float/seed<S>`` and ``<out>/emulated/seed<S>``. The
 script prints the per-seed accuracies and their difference (emulated − float,
-in points) and writes ``<out>/gap.json``. The backend defaults to nest: emulated
-training needs dendritic delays, which pyNN.brian2 lacks. Other options go to
-``main.py`` unchanged.
+in points) and writes ``<out>/gap.json``. The backend defaults to brian2, the
+one that emulates sPyNNaker's plasticity arithmetic in full (nest truncates
+plastic weights only between chunks). Other options go to ``main.py`` unchanged.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def table(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "models" / "emulation_gap")
-    parser.add_argument("--backend", default="nest")
+    parser.add_argument("--backend", default="brian2")
     parser.add_argument("--jobs", type=int, default=1)
     args, passthrough = parser.parse_known_args(argv)
     if "--emulate-spinnaker" in passthrough:

@@ -102,10 +102,11 @@ def make_run(args: argparse.Namespace):
     if args.emulate_spinnaker and args.backend == "spinnaker":
         raise UsageError("--emulate-spinnaker is for brian2/nest; --backend spinnaker is the "
                          "real thing")
-    if (args.emulate_spinnaker and args.backend == "brian2" and args.mode in ("training", "all")
-            and args.layer != "svm"):
-        raise UsageError("--emulate-spinnaker training needs --backend nest: sPyNNaker's STDP "
-                         "uses dendritic delays, which pyNN.brian2 does not support")
+    if (args.backend == "brian2" and args.mode in ("training", "all") and args.layer != "svm"
+            and params["stdp"]["weight_dependence"] != "additive"):
+        raise UsageError(f"--backend brian2 trains with additive STDP only (pyNN.brian2's "
+                         f"STDPMechanism ignores the weight dependence), not "
+                         f"'{params['stdp']['weight_dependence']}': use --backend nest")
     if args.emulate_spinnaker and params["timestep_ms"] != 1.0:
         raise UsageError("--emulate-spinnaker needs timestep_ms = 1.0 (SpiNNaker's time step)")
     return Run(params=params, dataset=args.dataset, data_dir=Path(args.data_dir),

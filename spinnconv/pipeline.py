@@ -214,12 +214,15 @@ def train_layer(run: Run, number: int) -> dict:
     position = model.conv_layer_positions[number - 1]
     layer = model.layers[position]
     backend = run.make_backend()
-    board_weights = None
-    if run.emulate_spinnaker:  # train as the board would (brian2 is refused by the CLI)
-        from .backends.spinnaker import plastic_weights_on_board
+    board_weights = board_weight_step = None
+    if run.emulate_spinnaker:  # train as the board would
+        from .backends.spinnaker import plastic_weight_step_on_board, plastic_weights_on_board
 
         backend.can_set_weights = False  # no Projection.set: a fresh network per chunk
-        board_weights = plastic_weights_on_board
+        board_weights, board_weight_step = plastic_weights_on_board, plastic_weight_step_on_board
+        if run.backend == "nest":
+            run.log("--emulate-spinnaker on nest: plastic weights are truncated to 16 bits at "
+                    "each chunk, not after every spike as on the board (brian2 does that)")
     started = time.perf_counter()
     n_images = min(data.n_train, int(run.params["train_patches"]))
     spikes = encode(data.train_images[:n_images], run.params)
@@ -237,7 +240,8 @@ def train_layer(run: Run, number: int) -> dict:
         else:
             trained = train_conv_layer(backend, patches, layer.n_kernels, run.params, rng,
                                        quiet=run.quiet, description=f"STDP layer {number}",
-                                       board_weights=board_weights)
+                                       board_weights=board_weights,
+                                       board_weight_step=board_weight_step)
         weight_na = calibrate_weight_na(spikes.counts(), spikes.shape, layer, trained.kernels,
                                         run.params)
     seconds = time.perf_counter() - started

@@ -16,7 +16,7 @@ The learned weights, divided by ``w_max``, are the layer's kernels in [0, 1].
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -174,7 +174,8 @@ def random_kernels(shape: tuple[int, int, int], n_kernels: int, params: dict,
 
 def train_conv_layer(backend: Backend, patches: LayerSpikes, n_kernels: int, params: dict,
                      rng: np.random.Generator, quiet: bool = False,
-                     description: str = "STDP", board_weights=None) -> TrainedLayer:
+                     description: str = "STDP", board_weights=None,
+                     board_weight_step=None) -> TrainedLayer:
     """Learn ``n_kernels`` kernels with STDP on ``patches`` (shape ``(kh, kw, C)``).
 
     Every ``train_chunk_patches`` patches the weights are read back, rescaled and
@@ -185,7 +186,10 @@ def train_conv_layer(backend: Backend, patches: LayerSpikes, n_kernels: int, par
 
     ``board_weights(weights_na, w_max_na)``, if given, returns weights as the board
     would store them (``--emulate-spinnaker``): applied to the weights each chunk
-    starts from and to the weights read back.
+    starts from and to the weights read back. ``board_weight_step(w_max_na,
+    fan_in)``, if given, is the board's 16-bit weight step in nA; it goes into
+    the STDP rule (``spinnaker_weight_step_na``) so that backends that can
+    emulate sPyNNaker's per-spike weight arithmetic (brian2) do.
     """
     kh, kw, channels = patches.shape
     patch_size = kh * kw * channels
@@ -201,6 +205,8 @@ def train_conv_layer(backend: Backend, patches: LayerSpikes, n_kernels: int, par
     # w_max: the weight scale at which the initial kernels drive the kernel neurons
     w_max = weight_for_drive(patches.counts() @ initial, params)
     rule = _stdp_rule(params, w_max)
+    if board_weight_step is not None:
+        rule = replace(rule, spinnaker_weight_step_na=board_weight_step(w_max, patch_size))
     on_board = board_weights or (lambda weights_na, _w_max: weights_na)
 
     def build(chunk_patches: LayerSpikes, weights: np.ndarray):

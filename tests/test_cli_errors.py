@@ -32,7 +32,6 @@ def check_refused(result, code: int, *words: str) -> None:
     (["--mode", "all", "--test-examples", "100000"], 2, ["test", "360"]),
     (["--mode", "testing"], 2, ["no model in", "--mode all"]),
     (["--mode", "training", "--layer", "svm"], 2, ["conv layer 1 trained first"]),
-    (["--mode", "all", "--emulate-spinnaker"], 2, ["needs --backend nest", "dendritic"]),
 ])
 def test_usage_errors(args, code, words, tmp_path):
     model_dir = tmp_path / "model"
@@ -60,6 +59,18 @@ def test_params_file_errors(tmp_path):
                               str(model_dir)), 2, word)
     check_refused(run_cli("--mode", "all", "--params", str(tmp_path / "missing.json"),
                           "--model-dir", str(model_dir)), 2, "cannot read --params file")
+    assert not model_dir.exists()
+
+
+def test_multiplicative_stdp_on_brian2_is_refused(tmp_path):
+    """pyNN.brian2's STDPMechanism runs the additive rule whatever the weight
+    dependence: training with another rule on brian2 is refused, not run wrongly."""
+    params = tmp_path / "soft.json"
+    params.write_text(json.dumps({"stdp": {"weight_dependence": "multiplicative"}}))
+    model_dir = tmp_path / "model"
+    result = run_cli("--mode", "all", "--backend", "brian2", "--params", str(params),
+                     "--model-dir", str(model_dir))
+    check_refused(result, 2, "additive STDP only", "'multiplicative'", "--backend nest")
     assert not model_dir.exists()
 
 

@@ -102,12 +102,16 @@ def test_stdp_patch_network_learns_and_is_deterministic(backend_name):
     kernels = first.kernels.reshape(2, 9)
     assert np.all(kernels >= 0) and np.all(kernels <= 1)
     assert first.wins.sum() > 0 and len(first.convergence) == 6
-    # each kernel prefers one bar: weights on its bar exceed the off-bar weights
+    assert _each_kernel_prefers_a_bar(kernels)
+
+
+def _each_kernel_prefers_a_bar(kernels: np.ndarray) -> bool:
+    """Weights on one of the two bars exceed the off-bar weights, for every kernel."""
     on_bar = [np.flatnonzero(p) for p in (np.eye(3)[:, [1]].repeat(3, 1).ravel(),
                                           np.eye(3)[[1]].repeat(3, 0).ravel())]
-    preference = np.array([[kernels[k, idx].mean() for idx in on_bar] for k in range(2)])
+    preference = np.array([[k[idx].mean() for idx in on_bar] for k in kernels])
     off_bar = np.setdiff1d(np.arange(9), np.union1d(*on_bar))
-    assert np.all(preference.max(axis=1) > kernels[:, off_bar].mean(axis=1) + 0.1)
+    return bool(np.all(preference.max(axis=1) > kernels[:, off_bar].mean(axis=1) + 0.1))
 
 
 def test_rebuilding_the_patch_network_per_chunk_learns_the_same_kernels():
@@ -148,3 +152,33 @@ def test_board_weights_are_applied_to_start_and_read_back():
                                np.random.default_rng(7), quiet=True, board_weights=coarse)
     assert len(seen) == 1 + 6  # the start, then every read-back
     assert len(trained.convergence) == 6
+
+
+def test_emulated_training_on_brian2_uses_the_board_rule_and_step():
+    """--emulate-spinnaker training on brian2: every chunk's patch network gets
+    sPyNNaker's STDP rule with the board's 16-bit step for this w_max and fan-in,
+    and the bars are still learned."""
+    from spinnconv.backends.spinnaker import plastic_weight_step_on_board, plastic_weights_on_board
+
+    params = resolve_parameters("digits", {"train_chunk_patches": 50})
+    backend = get_backend("brian2")
+    backend.can_set_weights = False
+    rules, connect = [], backend.connect
+
+    def spy(pre, post, connections, receptor="excitatory", stdp=None, label=""):
+        projection = connect(pre, post, connections, receptor, stdp, label)
+        if stdp is not None:
+            rules.append((stdp, type(projection.synapse_type).__name__))
+        return projection
+
+    backend.connect = spy
+    trained = train_conv_layer(backend, _patterned_patches(), 2, params,
+                               np.random.default_rng(7), quiet=True,
+                               board_weights=plastic_weights_on_board,
+                               board_weight_step=plastic_weight_step_on_board)
+    assert len(rules) == 6  # a fresh patch network per chunk
+    step = plastic_weight_step_on_board(trained.w_max_na, 9)
+    assert all(rule.spinnaker_weight_step_na == step for rule, _ in rules)
+    assert {name for _, name in rules} == {"SpiNNakerSTDPMechanism"}
+    assert trained.wins.sum() > 0
+    assert _each_kernel_prefers_a_bar(trained.kernels.reshape(2, 9))

@@ -74,6 +74,11 @@ class STDPRule:
     w_min: float
     w_max: float
     weight_dependence: str = "multiplicative"
+    #: ``--emulate-spinnaker``: the 16-bit step (nA) of the plastic weights on the
+    #: board. Backends that can (brian2) then pair spikes with dendritic delays and
+    #: truncate each weight to this step after every presynaptic spike, as
+    #: sPyNNaker does; None: the simulator's own rule.
+    spinnaker_weight_step_na: float | None = None
 
 
 class Backend:
@@ -174,7 +179,7 @@ class PyNNBackend(Backend):
             "multiplicative": self.sim.MultiplicativeWeightDependence,
             "additive": self.sim.AdditiveWeightDependence,
         }[stdp.weight_dependence]
-        return self.sim.STDPMechanism(
+        return self.stdp_mechanism(stdp)(
             timing_dependence=self.sim.SpikePairRule(
                 tau_plus=stdp.tau_plus_ms, tau_minus=stdp.tau_minus_ms,
                 A_plus=stdp.a_plus, A_minus=stdp.a_minus),
@@ -183,6 +188,10 @@ class PyNNBackend(Backend):
             weight=float(np.mean(connections.weight)) if len(connections) else 0.0,
             delay=self.timestep_ms,
         )
+
+    def stdp_mechanism(self, stdp: STDPRule):
+        """The ``STDPMechanism`` class (or factory) this simulator uses for ``stdp``."""
+        return self.sim.STDPMechanism
 
     def connector(self, conn_list: np.ndarray):
         """Turn an ``(n, 4)`` ``[pre, post, weight, delay]`` array into a connector."""

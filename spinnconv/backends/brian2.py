@@ -9,14 +9,20 @@ Quirks handled here:
 * ``SpikeSourceArray`` objects run on Brian2's default clock (0.1 ms) unless the
   default clock is set to the PyNN time step before the network is built;
 * spike recordings cannot be cleared: :meth:`Brian2Backend.spikes` reads the
-  monitor incrementally instead.
+  monitor incrementally instead;
+* with ``--emulate-spinnaker`` (an STDP rule with ``spinnaker_weight_step_na``)
+  plastic projections use
+  :class:`~spinnconv.backends.brian2_spinnaker_stdp.SpiNNakerSTDPMechanism`:
+  sPyNNaker's dendritic-delay pairing and per-spike 16-bit weight truncation.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 
-from .base import PyNNBackend
+from ..errors import UsageError
+from .base import Connections, PyNNBackend, STDPRule
 
 
 class Brian2Backend(PyNNBackend):
@@ -36,6 +42,25 @@ class Brian2Backend(PyNNBackend):
         brian2.seed(int(seed))
         self._spikes_read: dict[int, int] = {}
         super().setup(timestep_ms, seed)
+
+    def stdp_mechanism(self, stdp: STDPRule):
+        """pyNN.brian2's ``STDPMechanism``, or sPyNNaker's rule when emulating the board."""
+        if stdp.weight_dependence != "additive":  # pyNN.brian2 would silently run additive
+            raise UsageError("pyNN.brian2 implements additive STDP only (its STDPMechanism "
+                             f"ignores the weight dependence), not '{stdp.weight_dependence}'")
+        if stdp.spinnaker_weight_step_na is None:
+            return super().stdp_mechanism(stdp)
+        from .brian2_spinnaker_stdp import SpiNNakerSTDPMechanism
+
+        return functools.partial(SpiNNakerSTDPMechanism,
+                                 weight_step_na=stdp.spinnaker_weight_step_na)
+
+    def connect(self, pre, post, connections: Connections, receptor: str = "excitatory",
+                stdp: STDPRule | None = None, label: str = ""):
+        projection = super().connect(pre, post, connections, receptor, stdp, label)
+        if stdp is not None and stdp.spinnaker_weight_step_na is not None:
+            projection.synapse_type.configure_pathways(projection)
+        return projection
 
     def connector(self, conn_list):
         from .brian2_fromlist import VectorisedFromListConnector

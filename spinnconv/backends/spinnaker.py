@@ -93,6 +93,7 @@ from .base import PyNNBackend, STDPRule
 __all__ = [
     "SpiNNakerBackend",
     "format_resource_report",
+    "plastic_weight_step_on_board",
     "plastic_weights_on_board",
     "quantise_weights_like_spinnaker",
     "ring_buffer_left_shift",
@@ -182,6 +183,17 @@ def spinnaker_stdp_amplitudes(stdp: STDPRule | None) -> STDPRule | None:
     if stdp is None or stdp.weight_dependence != "additive":
         return stdp
     return replace(stdp, a_plus=stdp.a_plus * stdp.w_max, a_minus=stdp.a_minus * stdp.w_max)
+
+
+def plastic_weight_step_on_board(w_max_na: float, fan_in: int) -> float:
+    """The 16-bit step (nA) of a patch network's plastic weights on the board.
+
+    The same ring-buffer shift as :func:`plastic_weights_on_board`; sPyNNaker
+    truncates each plastic weight to a multiple of it after every presynaptic
+    spike.
+    """
+    summed = max_summed_weight_equal_delays([(w_max_na, int(fan_in), 1.0)])
+    return 1.0 / spinnaker_weight_scale(ring_buffer_left_shift(summed))
 
 
 def plastic_weights_on_board(weights_na: np.ndarray, w_max_na: float) -> np.ndarray:

@@ -1,0 +1,113 @@
+"""sPyNNaker's additive STDP on ``pyNN.brian2`` (``--emulate-spinnaker`` training).
+
+``pyNN.brian2``'s ``STDPMechanism`` differs from what a SpiNNaker board computes
+in two ways that change learning; :class:`SpiNNakerSTDPMechanism` emulates both.
+
+**Dendritic delays.** ``pyNN.brian2`` treats every delay ``d`` as axonal: a
+pre spike at ``t_pre`` is paired at ``t_pre + d`` with post spikes at
+``t_post``, i.e. ``Δt = t_post - t_pre - d``. sPyNNaker (no axonal delays,
+``backprop_delay=True``: ``plasticity_update_synapse`` in
+``synapse_dynamics_stdp_mad_impl.c``) and NEST treat it as dendritic: the post
+spike is seen at ``t_post + d``, ``Δt = t_post + d - t_pre``. The pre pathway
+keeps its delay ``d`` (transmission arrives at ``t_pre + d`` as everywhere);
+delaying Brian2's *post* pathway by ``2 d`` makes every pairing ``(t_post + 2d)
+- (t_pre + d) = t_post + d - t_pre``. At ``Δt = 0`` the board has two quirks,
+kept here: the post spike is potentiated by the earlier pre spikes but not by
+this one (it ends this pre spike's window, and the next window starts after
+it), and this pre spike's whole depression is skipped
+(``time_since_last_post > 0`` fails for the last post spike, whose trace also
+carries the earlier ones). So the post pathway runs before the pre pathway in a
+time step and the pre pathway skips depression after a post spike of the same
+step.
+
+**Deferred updates.** sPyNNaker changes a plastic weight only when a pre spike's
+row is processed: first the potentiation of every post spike since the previous
+pre spike (each clipped at ``w_max``), then this spike's depression (clipped at
+``w_min``). The post pathway therefore only adds to ``pending``, which the next
+pre spike applies; weights read back after a run lack the potentiation still
+pending, as on the board (and in NEST).
+
+**16-bit plastic weights, truncated after each presynaptic spike.** The weight
+is stored as an unsigned 16-bit integer; the row update works in S16.15 and
+stores ``bits >> shift``, the weight rounded *down* to the 16-bit step
+(``weight_get_final`` in ``weight_additive_one_term_impl.h``). Here the pre
+pathway ends with ``weight = floor(weight / step) * step`` and transmits that.
+Each truncation loses half a step on average; with the MNIST patch network's
+step of 2⁻¹⁰ nA and ``A * w_max`` ≈ 0.01 nA that is ~5 % of a full pairing, a
+systematic depression the float rule does not have.
+
+Not emulated: the S4.11 fixed-point STDP traces and their exponential look-up
+tables (a relative resolution of 2⁻¹¹ of one pairing, under 1 % of one weight
+step here) and the LIF neuron's own fixed-point arithmetic.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pyNN.brian2 import STDPMechanism
+
+__all__ = ["SpiNNakerSTDPMechanism"]
+
+# floor() must not drop a weight that sits on the step grid but lost ~1e-16 of
+# its value in the conversion to SI units (nA -> A)
+_GRID_TOLERANCE = 1e-9
+
+
+class SpiNNakerSTDPMechanism(STDPMechanism):
+    """``pyNN.brian2.STDPMechanism`` (additive) computing as sPyNNaker does.
+
+    Takes the arguments of :class:`pyNN.brian2.STDPMechanism` (with
+    ``dendritic_delay_fraction=0``, which Brian2 requires; dendritic pairing is
+    emulated by :meth:`configure_pathways`) plus ``weight_step_na``, the plastic
+    weight's 16-bit step in nA (0 = no truncation). Call
+    :meth:`configure_pathways` on each projection after it is built.
+    """
+
+    eqs = """weight : %(weight_units)s
+             pending : %(weight_units)s
+             t_post_seen : second
+             tau_plus : second
+             tau_minus : second
+             w_max : %(weight_units)s
+             w_min : %(weight_units)s
+             A_plus : 1
+             A_minus : 1
+             dP/dt = -P/tau_plus : 1 (event-driven)
+             dM/dt = -M/tau_minus : 1 (event-driven)"""
+    pre = """
+          weight = clip(weight + pending, w_min, w_max)
+          pending = 0 * %(weight_units)s
+          weight = clip(weight + w_max * M * int(abs(t - t_post_seen) > 0.5 * dt), w_min, w_max)
+          %(truncate)s
+          P += A_plus
+          %(syn_var)s += weight
+          """
+    post = """
+           pending += w_max * P
+           M -= A_minus
+           t_post_seen = t
+           """
+
+    def __init__(self, *args: Any, weight_step_na: float = 0.0, **kwargs: Any):
+        if not (np.isfinite(weight_step_na) and weight_step_na >= 0):
+            raise ValueError(f"weight_step_na must be >= 0, got {weight_step_na!r}")
+        super().__init__(*args, **kwargs)
+        self.weight_step_na = float(weight_step_na)
+        truncate = ""
+        if self.weight_step_na > 0:
+            step = f"({self.weight_step_na!r}*nA)"
+            truncate = f"weight = floor(weight / {step} + {_GRID_TOLERANCE!r}) * {step}"
+        # an instance attribute: pyNN.brian2 fills in the %(...)s keys it knows
+        self.pre = self.pre.replace("%(truncate)s", truncate)
+
+    @staticmethod
+    def configure_pathways(projection: Any) -> None:
+        """Delay the post pathway of ``projection``'s synapses by twice their delay
+        and run it before the pre pathway within a time step."""
+        for by_post in projection._brian2_synapses.values():
+            for synapses in by_post.values():
+                synapses.post.order = synapses.pre.order - 1
+                if len(synapses):
+                    synapses.post.delay[:] = 2 * synapses.pre.delay[:]
