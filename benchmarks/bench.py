@@ -12,10 +12,14 @@ calibrated as training would calibrate them):
 Each (backend, dataset) runs in its own process so peak memory is its own.
 ``spinnaker`` is sPyNNaker on a virtual 48-chip board: it builds and maps the
 network (``build_s`` includes mapping) but a virtual board does not execute, so
-it has no images/s. ``nest-emulated`` is NEST with the weights SpiNNaker would
-use (``--emulate-spinnaker``).
+it has no images/s. ``nest-emulated`` and ``brian2-emulated`` run as
+``--emulate-spinnaker`` does: inference with the weights SpiNNaker would use, STDP
+with a fresh patch network per chunk and 16-bit plastic weights (on brian2 also
+sPyNNaker's per-spike arithmetic).
 
     python benchmarks/bench.py [--images 200] [--patches 500] [--out benchmarks/results.json]
+
+Rows of backends/datasets not measured in this call are kept from ``--out``.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-BACKENDS = ("nest", "brian2", "nest-emulated", "spinnaker")
+BACKENDS = ("nest", "brian2", "nest-emulated", "brian2-emulated", "spinnaker")
 
 
 def _measure(backend_name: str, dataset: str, n_images: int, n_patches: int) -> dict:
@@ -72,11 +76,19 @@ def _measure(backend_name: str, dataset: str, n_images: int, n_patches: int) -> 
     row["conn_list_s"] = time.perf_counter() - started
     row["neurons"] = sum(r["neurons"] for r in model.layer_counts())
 
-    name = "nest" if backend_name == "nest-emulated" else backend_name
-    if backend_name == "nest-emulated":
+    name = backend_name.removesuffix("-emulated")
+    emulated = name != backend_name
+    board = {}
+    if emulated:
+        from spinnconv.backends.spinnaker import (
+            plastic_weight_step_on_board,
+            plastic_weights_on_board,
+        )
         from spinnconv.deploy import spinnaker_weight_quantiser
 
         kernels = spinnaker_weight_quantiser(model, kernels, params)
+        board = {"board_weights": plastic_weights_on_board,
+                 "board_weight_step": plastic_weight_step_on_board}
     if name == "spinnaker":
         import tempfile
 
@@ -105,7 +117,8 @@ def _measure(backend_name: str, dataset: str, n_images: int, n_patches: int) -> 
         layer = model.layers[0]
         patches = sample_patches(spikes, layer, n_patches, rng, int(params["patch_min_spikes"]))
         started = time.perf_counter()
-        train_conv_layer(backend, patches, layer.n_kernels, params, rng, quiet=True)
+        backend.can_set_weights = not emulated  # emulated: a fresh network per chunk
+        train_conv_layer(backend, patches, layer.n_kernels, params, rng, quiet=True, **board)
         row["stdp_patch_s"] = n_patches / (time.perf_counter() - started)
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return row
@@ -123,7 +136,11 @@ def main() -> None:
     if args.one:
         print(json.dumps(_measure(args.one[0], args.one[1], args.images, args.patches)))
         return
+    measured = {(backend, dataset) for backend in args.backends for dataset in args.datasets}
     rows = []
+    if Path(args.out).exists():  # keep what this call does not measure
+        rows = [row for row in json.loads(Path(args.out).read_text())["rows"]
+                if (row["backend"], row["dataset"]) not in measured]
     for dataset in args.datasets:
         for backend in args.backends:
             result = subprocess.run(
@@ -135,7 +152,12 @@ def main() -> None:
                 print(f"{backend}/{dataset} failed: {result.stderr.strip()[-300:]}",
                       file=sys.stderr)
                 continue
-            rows.append(json.loads(lines[-1]))
+            row = json.loads(lines[-1])
+            row["measured"] = {"date": time.strftime("%Y-%m-%d"),
+                               "command": "python benchmarks/bench.py " + " ".join(sys.argv[1:])}
+            rows.append(row)
+    order = {name: k for k, name in enumerate(BACKENDS)}
+    rows.sort(key=lambda row: (row["dataset"] != "digits", order.get(row["backend"], 99)))
     columns = ["backend", "dataset", "neurons", "synapses", "conn_list_s", "build_s",
                "features_img_s", "stdp_patch_s", "peak_rss_mb"]
     print("| " + " | ".join(columns) + " |")
