@@ -179,6 +179,6 @@ def test_emulated_training_on_brian2_uses_the_board_rule_and_step():
     assert len(rules) == 6  # a fresh patch network per chunk
     step = plastic_weight_step_on_board(trained.w_max_na, 9)
     assert all(rule.spinnaker_weight_step_na == step for rule, _ in rules)
-    assert {name for _, name in rules} == {"SpiNNakerSTDPMechanism"}
+    assert {name for _, name in rules} == {"DendriticSTDPMechanism"}
     assert trained.wins.sum() > 0
     assert _each_kernel_prefers_a_bar(trained.kernels.reshape(2, 9))

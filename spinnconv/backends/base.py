@@ -75,9 +75,8 @@ class STDPRule:
     w_max: float
     weight_dependence: str = "multiplicative"
     #: ``--emulate-spinnaker``: the 16-bit step (nA) of the plastic weights on the
-    #: board. Backends that can (brian2) then pair spikes with dendritic delays and
-    #: truncate each weight to this step after every presynaptic spike, as
-    #: sPyNNaker does; None: the simulator's own rule.
+    #: board. Backends that can (brian2) then truncate each weight to this step
+    #: after every presynaptic spike, as sPyNNaker does; None: float weights.
     spinnaker_weight_step_na: float | None = None
 
 

@@ -2,18 +2,20 @@
 
 Quirks handled here:
 
-* ``STDPMechanism`` needs ``dendritic_delay_fraction=0``;
+* ``STDPMechanism`` needs ``dendritic_delay_fraction=0`` and then pairs spikes as
+  if every delay were axonal, unlike NEST and sPyNNaker: plastic projections use
+  :class:`~spinnconv.backends.brian2_stdp.DendriticSTDPMechanism` instead, which
+  pairs and updates as they do (and, with ``--emulate-spinnaker``, truncates the
+  weights to SpiNNaker's 16-bit step after every pre spike);
+* its ``STDPMechanism`` ignores the weight dependence (always additive): other
+  rules are refused;
 * PyNN's ``FromListConnector`` sets Brian2 synapses one at a time (28 min for a
   432k-synapse conv list): connection lists go through
   :class:`~spinnconv.backends.brian2_fromlist.VectorisedFromListConnector`;
 * ``SpikeSourceArray`` objects run on Brian2's default clock (0.1 ms) unless the
   default clock is set to the PyNN time step before the network is built;
 * spike recordings cannot be cleared: :meth:`Brian2Backend.spikes` reads the
-  monitor incrementally instead;
-* with ``--emulate-spinnaker`` (an STDP rule with ``spinnaker_weight_step_na``)
-  plastic projections use
-  :class:`~spinnconv.backends.brian2_spinnaker_stdp.SpiNNakerSTDPMechanism`:
-  sPyNNaker's dendritic-delay pairing and per-spike 16-bit weight truncation.
+  monitor incrementally instead.
 """
 
 from __future__ import annotations
@@ -44,21 +46,20 @@ class Brian2Backend(PyNNBackend):
         super().setup(timestep_ms, seed)
 
     def stdp_mechanism(self, stdp: STDPRule):
-        """pyNN.brian2's ``STDPMechanism``, or sPyNNaker's rule when emulating the board."""
+        """Dendritic pairing as in NEST and sPyNNaker, with the board's weight step
+        when emulating it."""
         if stdp.weight_dependence != "additive":  # pyNN.brian2 would silently run additive
             raise UsageError("pyNN.brian2 implements additive STDP only (its STDPMechanism "
                              f"ignores the weight dependence), not '{stdp.weight_dependence}'")
-        if stdp.spinnaker_weight_step_na is None:
-            return super().stdp_mechanism(stdp)
-        from .brian2_spinnaker_stdp import SpiNNakerSTDPMechanism
+        from .brian2_stdp import DendriticSTDPMechanism
 
-        return functools.partial(SpiNNakerSTDPMechanism,
-                                 weight_step_na=stdp.spinnaker_weight_step_na)
+        return functools.partial(DendriticSTDPMechanism,
+                                 weight_step_na=stdp.spinnaker_weight_step_na or 0.0)
 
     def connect(self, pre, post, connections: Connections, receptor: str = "excitatory",
                 stdp: STDPRule | None = None, label: str = ""):
         projection = super().connect(pre, post, connections, receptor, stdp, label)
-        if stdp is not None and stdp.spinnaker_weight_step_na is not None:
+        if stdp is not None:
             projection.synapse_type.configure_pathways(projection)
         return projection
 

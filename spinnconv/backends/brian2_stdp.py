@@ -1,7 +1,10 @@
-"""sPyNNaker's additive STDP on ``pyNN.brian2`` (``--emulate-spinnaker`` training).
+"""PyNN's STDP semantics on ``pyNN.brian2``, optionally with SpiNNaker's 16-bit weights.
 
-``pyNN.brian2``'s ``STDPMechanism`` differs from what a SpiNNaker board computes
-in two ways that change learning; :class:`SpiNNakerSTDPMechanism` emulates both.
+``pyNN.brian2``'s ``STDPMechanism`` differs from NEST and from a SpiNNaker board
+(and from PyNN's default ``dendritic_delay_fraction=1``) in the timing of every
+pair, and it cannot store weights as the board does. :class:`DendriticSTDPMechanism`
+fixes the first always (float runs on brian2 learn what NEST learns: tested
+pair by pair) and emulates the second with ``weight_step_na`` (``--emulate-spinnaker``).
 
 **Dendritic delays.** ``pyNN.brian2`` treats every delay ``d`` as axonal: a
 pre spike at ``t_pre`` is paired at ``t_pre + d`` with post spikes at
@@ -18,7 +21,7 @@ it), and this pre spike's whole depression is skipped
 (``time_since_last_post > 0`` fails for the last post spike, whose trace also
 carries the earlier ones). So the post pathway runs before the pre pathway in a
 time step and the pre pathway skips depression after a post spike of the same
-step.
+step. (NEST treats ``Δt = 0`` its own way; only there do the two differ.)
 
 **Deferred updates.** sPyNNaker changes a plastic weight only when a pre spike's
 row is processed: first the potentiation of every post spike since the previous
@@ -27,7 +30,8 @@ pre spike (each clipped at ``w_max``), then this spike's depression (clipped at
 pre spike applies; weights read back after a run lack the potentiation still
 pending, as on the board (and in NEST).
 
-**16-bit plastic weights, truncated after each presynaptic spike.** The weight
+**16-bit plastic weights, truncated after each presynaptic spike** (only with
+``weight_step_na`` > 0, i.e. ``--emulate-spinnaker``). On the board the weight
 is stored as an unsigned 16-bit integer; the row update works in S16.15 and
 stores ``bits >> shift``, the weight rounded *down* to the 16-bit step
 (``weight_get_final`` in ``weight_additive_one_term_impl.h``). Here the pre
@@ -38,7 +42,8 @@ systematic depression the float rule does not have.
 
 Not emulated: the S4.11 fixed-point STDP traces and their exponential look-up
 tables (a relative resolution of 2⁻¹¹ of one pairing, under 1 % of one weight
-step here) and the LIF neuron's own fixed-point arithmetic.
+step here), the LIF neuron's own fixed-point arithmetic, and the board's memory
+of only the last 15 post spikes per neuron.
 """
 
 from __future__ import annotations
@@ -48,15 +53,15 @@ from typing import Any
 import numpy as np
 from pyNN.brian2 import STDPMechanism
 
-__all__ = ["SpiNNakerSTDPMechanism"]
+__all__ = ["DendriticSTDPMechanism"]
 
 # floor() must not drop a weight that sits on the step grid but lost ~1e-16 of
 # its value in the conversion to SI units (nA -> A)
 _GRID_TOLERANCE = 1e-9
 
 
-class SpiNNakerSTDPMechanism(STDPMechanism):
-    """``pyNN.brian2.STDPMechanism`` (additive) computing as sPyNNaker does.
+class DendriticSTDPMechanism(STDPMechanism):
+    """``pyNN.brian2.STDPMechanism`` (additive) pairing and updating as sPyNNaker does.
 
     Takes the arguments of :class:`pyNN.brian2.STDPMechanism` (with
     ``dendritic_delay_fraction=0``, which Brian2 requires; dendritic pairing is

@@ -1,10 +1,14 @@
-"""sPyNNaker's STDP on pyNN.brian2 (``--emulate-spinnaker`` training), against NEST's
-stdp_synapse (dendritic delays, deferred updates) and the board's 16-bit weights."""
+"""STDP on pyNN.brian2 as NEST and sPyNNaker pair it (dendritic delays, deferred
+updates), and with SpiNNaker's 16-bit weights (``--emulate-spinnaker``): against
+NEST's stdp_synapse, the stock pyNN.brian2 path and hand-computed pairs."""
+
+import functools
 
 import numpy as np
 import pytest
 
 from spinnconv.backends import Connections, STDPRule, get_backend
+from spinnconv.backends.base import PyNNBackend
 from spinnconv.backends.spinnaker import plastic_weight_step_on_board, plastic_weights_on_board
 
 pytest.importorskip("pyNN.brian2")
@@ -17,8 +21,13 @@ DELAY_MS = 1.0
 def run_pairing(backend_name: str, pre_times, teacher_times, step_na=None, w0=0.5,
                 w_max=1.0, duration_ms=None):
     """One post neuron, made to spike by a strong static 'teacher' input, with
-    plastic synapses from ``pre_times``; returns (post spike times, final weights)."""
-    backend = get_backend(backend_name)
+    plastic synapses from ``pre_times``; returns (post spike times, final weights).
+    ``backend_name`` "brian2-stock" is pyNN.brian2's own STDPMechanism."""
+    stock = backend_name == "brian2-stock"
+    backend = get_backend("brian2" if stock else backend_name)
+    if stock:
+        backend.stdp_mechanism = lambda rule: backend.sim.STDPMechanism
+        backend.connect = functools.partial(PyNNBackend.connect, backend)
     backend.setup(1.0, 1)
     pre = backend.spike_source([np.asarray(t, float) for t in pre_times], "pre")
     # two teacher neurons: pyNN.brian2 mishandles a one-neuron SpikeSourceArray
@@ -49,11 +58,11 @@ def random_trains(rng, n=12, rate_hz=40.0, duration_ms=300.0):
     return trains
 
 
-def test_emulated_pairing_matches_nest_dendritic_stdp():
-    """Without truncation the emulated rule learns exactly what NEST's stdp_synapse
-    (dendritic delay 1 ms, updates deferred to the next pre spike) learns, including
-    pairs ±1 and ±2 ms apart, where stock pyNN.brian2 (axonal delay) differs. Pairs
-    at Δt = 0 are left out: there NEST and sPyNNaker differ (see the next test)."""
+def test_brian2_pairing_matches_nest_dendritic_stdp():
+    """brian2's plastic projections learn exactly what NEST's stdp_synapse (dendritic
+    delay 1 ms, updates deferred to the next pre spike) learns, including pairs ±1
+    and ±2 ms apart, where stock pyNN.brian2 (axonal delay) differs. Pairs at
+    Δt = 0 are left out: there NEST and sPyNNaker differ (see the next test)."""
     pytest.importorskip("pyNN.nest")
     rng = np.random.default_rng(3)
     teacher = np.arange(10.0, 300.0, 23.0)
@@ -62,11 +71,11 @@ def test_emulated_pairing_matches_nest_dendritic_stdp():
     close = [post_ms[:4] + shift for shift in (-2, -1, 0, 2, 3)]
     trains = [np.setdiff1d(t, post_ms + DELAY_MS) for t in random_trains(rng)] + close
     nest_times, nest_weights = run_pairing("nest", trains, teacher, w_max=0.05, w0=0.025)
-    times, weights = run_pairing("brian2", trains, teacher, step_na=0.0, w_max=0.05, w0=0.025)
+    times, weights = run_pairing("brian2", trains, teacher, w_max=0.05, w0=0.025)
     np.testing.assert_array_equal(nest_times, post_ms)
     np.testing.assert_array_equal(times, nest_times)  # same post spikes: a fair comparison
     np.testing.assert_allclose(weights, nest_weights, rtol=0, atol=1e-9)
-    _, stock = run_pairing("brian2", trains, teacher, step_na=None, w_max=0.05, w0=0.025)
+    _, stock = run_pairing("brian2-stock", trains, teacher, w_max=0.05, w0=0.025)
     assert np.abs(stock - nest_weights).max() > 1e-3  # the axonal pairing is not the board's
 
 
