@@ -2,7 +2,7 @@
 
     python experiments/emulation_gap.py --dataset digits --seeds 0 1 2 3 4
     python experiments/emulation_gap.py --dataset mnist --source ../shared/data/mnist \\
-        --train-examples 1000 --test-examples 500 --seeds 0 1 2
+        --train-examples 5000 --test-examples 2000 --seeds 0 1 2 3 4 --jobs 2
 
 For every seed, :mod:`mnist_full` runs ``main.py --mode all`` twice (float, then
 emulated: 16-bit weights, per-chunk rebuilt patch networks, sPyNNaker's STDP

@@ -93,17 +93,22 @@ def test_pairs_at_zero_delay_follow_spynnaker():
 
 
 def test_weights_are_truncated_to_the_board_step_after_each_pre_spike():
-    """One post spike (12 ms), then one pre spike (20 ms): a depression of
-    A- * w_max * exp(-(20 - 12 - d) / tau), stored rounded down to the step."""
+    """One post spike (12 ms), then pre spikes 7, 17 and 200 ms after it (d = 1 ms):
+    each a depression of A- * w_max * exp(-Δ / tau) with the trace floored to S4.11
+    and the product to S16.15 nA, then the weight rounded down to the step. At
+    200 ms the trace is below 2⁻¹¹: no change, where a float trace would cost a step."""
     step = 2.0 ** -6
-    _, exact = run_pairing("brian2", [[20.0], [30.0]], [10.0], step_na=0.0)
-    times, truncated = run_pairing("brian2", [[20.0], [30.0]], [10.0], step_na=step)
+    pres = [[20.0], [30.0], [213.0]]
+    _, exact = run_pairing("brian2", pres, [10.0])
+    times, truncated = run_pairing("brian2", pres, [10.0], step_na=step)
     np.testing.assert_array_equal(times, [12.0])
-    depressed = 0.5 - 0.12 * np.exp(-np.array([20.0 - 12.0 - DELAY_MS,
-                                               30.0 - 12.0 - DELAY_MS]) / 20.0)
-    np.testing.assert_allclose(exact, depressed, rtol=1e-9)
-    np.testing.assert_array_equal(truncated, np.floor(depressed / step) * step)
-    assert np.all(truncated < exact)
+    trace = np.exp(-np.array([7.0, 17.0, 200.0]) / 20.0)
+    np.testing.assert_allclose(exact, 0.5 - 0.12 * trace, rtol=1e-9)
+    fixed_trace = np.floor(trace * 2048) / 2048
+    depression = np.floor(0.12 * fixed_trace / 2.0 ** -15) * 2.0 ** -15
+    expected = np.floor((0.5 - depression) / step) * step
+    np.testing.assert_array_equal(truncated, expected)
+    assert truncated[2] == 0.5 and np.all(truncated[:2] < exact[:2])
 
 
 def test_truncation_stays_on_the_grid_over_many_updates():

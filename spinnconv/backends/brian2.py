@@ -51,6 +51,8 @@ class Brian2Backend(PyNNBackend):
         if stdp.weight_dependence != "additive":  # pyNN.brian2 would silently run additive
             raise UsageError("pyNN.brian2 implements additive STDP only (its STDPMechanism "
                              f"ignores the weight dependence), not '{stdp.weight_dependence}'")
+        if stdp.spinnaker_weight_step_na and min(stdp.a_plus, stdp.a_minus) <= 0:
+            raise UsageError("--emulate-spinnaker on brian2 needs stdp a_plus and a_minus > 0")
         from .brian2_stdp import DendriticSTDPMechanism
 
         return functools.partial(DendriticSTDPMechanism,

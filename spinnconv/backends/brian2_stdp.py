@@ -36,14 +36,20 @@ is stored as an unsigned 16-bit integer; the row update works in S16.15 and
 stores ``bits >> shift``, the weight rounded *down* to the 16-bit step
 (``weight_get_final`` in ``weight_additive_one_term_impl.h``). Here the pre
 pathway ends with ``weight = floor(weight / step) * step`` and transmits that.
-Each truncation loses half a step on average; with the MNIST patch network's
-step of 2⁻¹⁰ nA and ``A * w_max`` ≈ 0.01 nA that is ~5 % of a full pairing, a
-systematic depression the float rule does not have.
 
-Not emulated: the S4.11 fixed-point STDP traces and their exponential look-up
-tables (a relative resolution of 2⁻¹¹ of one pairing, under 1 % of one weight
-step here), the LIF neuron's own fixed-point arithmetic, and the board's memory
-of only the last 15 post spikes per neuron.
+**Fixed-point traces and products** (also only with ``weight_step_na`` > 0). A
+floored weight drops a whole step for *any* net depression, however small, so
+what counts as zero matters: on the board the traces are S4.11 (a decayed
+trace below 2⁻¹¹ is 0) and ``mul_accum_fixed`` yields S16.15 nA (a product below
+2⁻¹⁵ nA is 0). With ``A- * w_max`` ≈ 0.012 nA a post spike stops depressing
+after ~6 time constants (~120 ms); a float trace never does, and a kernel
+neuron that has not fired for a while would lose a step at every pre spike
+(MNIST kernels came out 58 % zeros that way instead of ~6 %). Both traces and
+both products are floored to those resolutions here. The trace itself is
+decayed exactly, not through the board's 16-bit look-up table.
+
+Not emulated: the LIF neuron's own fixed-point arithmetic, and the board's
+memory of only the last 15 post spikes per neuron.
 """
 
 from __future__ import annotations
@@ -55,9 +61,21 @@ from pyNN.brian2 import STDPMechanism
 
 __all__ = ["DendriticSTDPMechanism"]
 
-# floor() must not drop a weight that sits on the step grid but lost ~1e-16 of
-# its value in the conversion to SI units (nA -> A)
+# floor() must not drop a value that sits on its grid but lost ~1e-16 of it in
+# float arithmetic (nA -> A, P / A_plus)
 _GRID_TOLERANCE = 1e-9
+#: STDP_FIXED_POINT_ONE: traces are S4.11 fixed point
+_TRACE_ONE = 2048
+#: the resolution of S16.15 ``accum`` weights and weight changes, in nA
+_ACCUM_LSB_NA = 2.0 ** -15
+
+
+def _board_change(amplitude: str, trace: str) -> str:
+    """Brian2 code for ``amplitude * trace`` as the board computes it: the trace
+    floored to S4.11, the product to S16.15 nA."""
+    tol, lsb = _GRID_TOLERANCE, f"({_ACCUM_LSB_NA!r}*nA)"
+    fixed_trace = f"floor({trace} * {_TRACE_ONE} + {tol}) / {_TRACE_ONE}"
+    return f"floor({amplitude} * {fixed_trace} / {lsb} + {tol}) * {lsb}"
 
 
 class DendriticSTDPMechanism(STDPMechanism):
@@ -84,13 +102,13 @@ class DendriticSTDPMechanism(STDPMechanism):
     pre = """
           weight = clip(weight + pending, w_min, w_max)
           pending = 0 * %(weight_units)s
-          weight = clip(weight + w_max * M * int(abs(t - t_post_seen) > 0.5 * dt), w_min, w_max)
+          weight = clip(weight - (%(depression)s) * int(abs(t - t_post_seen) > 0.5 * dt), w_min, w_max)
           %(truncate)s
           P += A_plus
           %(syn_var)s += weight
           """
     post = """
-           pending += w_max * P
+           pending += %(potentiation)s
            M -= A_minus
            t_post_seen = t
            """
@@ -100,12 +118,18 @@ class DendriticSTDPMechanism(STDPMechanism):
             raise ValueError(f"weight_step_na must be >= 0, got {weight_step_na!r}")
         super().__init__(*args, **kwargs)
         self.weight_step_na = float(weight_step_na)
-        truncate = ""
+        parts = {"truncate": "", "potentiation": "w_max * P", "depression": "w_max * (-M)"}
         if self.weight_step_na > 0:
             step = f"({self.weight_step_na!r}*nA)"
-            truncate = f"weight = floor(weight / {step} + {_GRID_TOLERANCE!r}) * {step}"
-        # an instance attribute: pyNN.brian2 fills in the %(...)s keys it knows
-        self.pre = self.pre.replace("%(truncate)s", truncate)
+            parts = {
+                "truncate": f"weight = floor(weight / {step} + {_GRID_TOLERANCE!r}) * {step}",
+                "potentiation": _board_change("w_max * A_plus", "P / A_plus"),
+                "depression": _board_change("w_max * A_minus", "(-M) / A_minus"),
+            }
+        # instance attributes: pyNN.brian2 then fills in the %(...)s keys it knows
+        for key, code in parts.items():
+            self.pre = self.pre.replace(f"%({key})s", code)
+            self.post = self.post.replace(f"%({key})s", code)
 
     @staticmethod
     def configure_pathways(projection: Any) -> None:
