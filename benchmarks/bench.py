@@ -78,17 +78,10 @@ def _measure(backend_name: str, dataset: str, n_images: int, n_patches: int) -> 
 
     name = backend_name.removesuffix("-emulated")
     emulated = name != backend_name
-    board = {}
     if emulated:
-        from spinnconv.backends.spinnaker import (
-            plastic_weight_step_on_board,
-            plastic_weights_on_board,
-        )
         from spinnconv.deploy import spinnaker_weight_quantiser
 
         kernels = spinnaker_weight_quantiser(model, kernels, params)
-        board = {"board_weights": plastic_weights_on_board,
-                 "board_weight_step": plastic_weight_step_on_board}
     if name == "spinnaker":
         import tempfile
 
@@ -117,7 +110,11 @@ def _measure(backend_name: str, dataset: str, n_images: int, n_patches: int) -> 
         layer = model.layers[0]
         patches = sample_patches(spikes, layer, n_patches, rng, int(params["patch_min_spikes"]))
         started = time.perf_counter()
-        backend.can_set_weights = not emulated  # emulated: a fresh network per chunk
+        board = {}
+        if emulated:
+            from spinnconv.backends.spinnaker import board_training_options
+
+            board = board_training_options(backend)
         train_conv_layer(backend, patches, layer.n_kernels, params, rng, quiet=True, **board)
         row["stdp_patch_s"] = n_patches / (time.perf_counter() - started)
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -214,12 +214,11 @@ def train_layer(run: Run, number: int) -> dict:
     position = model.conv_layer_positions[number - 1]
     layer = model.layers[position]
     backend = run.make_backend()
-    board_weights = board_weight_step = None
+    board = {}
     if run.emulate_spinnaker:  # train as the board would
-        from .backends.spinnaker import plastic_weight_step_on_board, plastic_weights_on_board
+        from .backends.spinnaker import board_training_options
 
-        backend.can_set_weights = False  # no Projection.set: a fresh network per chunk
-        board_weights, board_weight_step = plastic_weights_on_board, plastic_weight_step_on_board
+        board = board_training_options(backend)
         if run.backend == "nest":
             run.log("--emulate-spinnaker on nest: plastic weights are truncated to 16 bits at "
                     "each chunk, not after every spike as on the board (brian2 does that)")
@@ -240,8 +239,7 @@ def train_layer(run: Run, number: int) -> dict:
         else:
             trained = train_conv_layer(backend, patches, layer.n_kernels, run.params, rng,
                                        quiet=run.quiet, description=f"STDP layer {number}",
-                                       board_weights=board_weights,
-                                       board_weight_step=board_weight_step)
+                                       **board)
         weight_na = calibrate_weight_na(spikes.counts(), spikes.shape, layer, trained.kernels,
                                         run.params)
     seconds = time.perf_counter() - started

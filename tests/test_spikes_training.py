@@ -158,11 +158,11 @@ def test_emulated_training_on_brian2_uses_the_board_rule_and_step():
     """--emulate-spinnaker training on brian2: every chunk's patch network gets
     sPyNNaker's STDP rule with the board's 16-bit step for this w_max and fan-in,
     and the bars are still learned."""
-    from spinnconv.backends.spinnaker import plastic_weight_step_on_board, plastic_weights_on_board
+    from spinnconv.backends.spinnaker import board_training_options, plastic_weight_step_on_board
 
     params = resolve_parameters("digits", {"train_chunk_patches": 50})
     backend = get_backend("brian2")
-    backend.can_set_weights = False
+    board = board_training_options(backend)
     rules, connect = [], backend.connect
 
     def spy(pre, post, connections, receptor="excitatory", stdp=None, label=""):
@@ -173,9 +173,7 @@ def test_emulated_training_on_brian2_uses_the_board_rule_and_step():
 
     backend.connect = spy
     trained = train_conv_layer(backend, _patterned_patches(), 2, params,
-                               np.random.default_rng(7), quiet=True,
-                               board_weights=plastic_weights_on_board,
-                               board_weight_step=plastic_weight_step_on_board)
+                               np.random.default_rng(7), quiet=True, **board)
     assert len(rules) == 6  # a fresh patch network per chunk
     step = plastic_weight_step_on_board(trained.w_max_na, 9)
     assert all(rule.spinnaker_weight_step_na == step for rule, _ in rules)

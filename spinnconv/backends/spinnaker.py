@@ -92,6 +92,7 @@ from .base import PyNNBackend, STDPRule
 
 __all__ = [
     "SpiNNakerBackend",
+    "board_training_options",
     "format_resource_report",
     "plastic_weight_step_on_board",
     "plastic_weights_on_board",
@@ -194,6 +195,16 @@ def plastic_weight_step_on_board(w_max_na: float, fan_in: int) -> float:
     """
     summed = max_summed_weight_equal_delays([(w_max_na, int(fan_in), 1.0)])
     return 1.0 / spinnaker_weight_scale(ring_buffer_left_shift(summed))
+
+
+def board_training_options(backend) -> dict:
+    """Make ``backend`` train as a board does, for ``--emulate-spinnaker``: a fresh
+    patch network per chunk (no ``Projection.set``). Returns the keyword arguments
+    of :func:`~spinnconv.training.train_conv_layer` that store the plastic weights
+    as sPyNNaker does."""
+    backend.can_set_weights = False
+    return {"board_weights": plastic_weights_on_board,
+            "board_weight_step": plastic_weight_step_on_board}
 
 
 def plastic_weights_on_board(weights_na: np.ndarray, w_max_na: float) -> np.ndarray:
