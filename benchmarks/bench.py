@@ -114,7 +114,7 @@ def _measure(backend_name: str, dataset: str, n_images: int, n_patches: int) -> 
         if emulated:
             from spinnconv.backends.spinnaker import board_training_options
 
-            board = board_training_options(backend)
+            board = board_training_options()
         train_conv_layer(backend, patches, layer.n_kernels, params, rng, quiet=True, **board)
         row["stdp_patch_s"] = n_patches / (time.perf_counter() - started)
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

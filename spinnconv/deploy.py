@@ -228,10 +228,11 @@ class _MappingBackend(SpiNNakerBackend):
         self.building = label
         return super().spike_source(spike_times, label)
 
-    def population(self, n: int, cell_params: dict, label: str) -> Any:
+    def population(self, n: int, cell_params: dict, label: str,
+                   max_input_na: tuple[float, float] | None = None) -> Any:
         """As the base, remembering ``label``."""
         self.building = label
-        return super().population(n, cell_params, label)
+        return super().population(n, cell_params, label, max_input_na)
 
     def connect(self, pre: Any, post: Any, connections: Connections,
                 receptor: str = "excitatory", stdp: STDPRule | None = None,

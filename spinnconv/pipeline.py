@@ -218,7 +218,7 @@ def train_layer(run: Run, number: int) -> dict:
     if run.emulate_spinnaker:  # train as the board would
         from .backends.spinnaker import board_training_options
 
-        board = board_training_options(backend)
+        board = board_training_options()
         if run.backend == "nest":
             run.log("--emulate-spinnaker on nest: plastic weights are truncated to 16 bits at "
                     "each chunk, not after every spike as on the board (brian2 does that)")

@@ -107,6 +107,21 @@ class LayerSpikes:
         counts = np.bincount(flat, minlength=self.n_images * self.n_neurons)
         return counts.reshape(self.n_images, self.n_neurons).astype(dtype)
 
+    def max_spikes_within(self, window_ms: float) -> int:
+        """The most spikes of one image within any window ``[t, t + window_ms)``.
+
+        With ``window_ms`` the time step, the most input spikes a population fed by
+        these spikes can receive in one step (each image in its own presentation).
+        """
+        if window_ms <= 0:
+            raise ValueError(f"window_ms must be > 0, got {window_ms!r}")
+        if self.n_spikes == 0:
+            return 0
+        span = float(self.time_ms.max()) + 2.0 * window_ms  # images never overlap
+        key = self.image * span + (self.time_ms - float(self.time_ms.min()))
+        ends = np.searchsorted(key, key + window_ms, side="left")
+        return int((ends - np.arange(key.size)).max())
+
     def select(self, images) -> LayerSpikes:
         """The spikes of a subset of images, renumbered 0..len(images)-1."""
         images = np.asarray(images, dtype=np.int64)

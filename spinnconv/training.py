@@ -4,7 +4,9 @@ The patch network has one spike source per element of a ``kh × kw × C`` window
 and one ``IF_curr_exp`` neuron per kernel, all-to-all STDP synapses (PyNN's
 ``STDPMechanism`` with ``SpikePairRule``) and winner-take-all inhibition among
 the kernel neurons. Windows cut from the previous layer's spikes are presented
-back to back. Every ``train_chunk_patches`` patches the weights are read back and
+back to back, ``train_chunk_patches`` at a time, each chunk to a freshly built
+patch network (as on a board, which cannot change the weights of a network it
+runs). After each chunk the weights are read back and
 
 * rescaled so every kernel has the same mean weight (synaptic scaling; keeps one
   kernel from taking over and tiny weights from going subnormal),
@@ -178,18 +180,25 @@ def train_conv_layer(backend: Backend, patches: LayerSpikes, n_kernels: int, par
                      board_weight_step=None) -> TrainedLayer:
     """Learn ``n_kernels`` kernels with STDP on ``patches`` (shape ``(kh, kw, C)``).
 
-    Every ``train_chunk_patches`` patches the weights are read back, rescaled and
-    the thresholds adapted. Backends that can set weights between runs keep one
-    network; the others (sPyNNaker has no ``Projection.set``) get a freshly built
-    patch network per chunk, started from the rescaled weights and adapted
-    thresholds, so a board learns as the software backends do.
+    The patches are shown in chunks of ``train_chunk_patches``, each to a freshly
+    built patch network that starts from the previous chunk's rescaled weights and
+    adapted thresholds. A board must work this way (sPyNNaker has no
+    ``Projection.set``); every backend does, so that simulator and board follow
+    one procedure and differ only in their arithmetic.
 
-    ``board_weights(weights_na, w_max_na)``, if given, returns weights as the board
-    would store them (``--emulate-spinnaker``): applied to the weights each chunk
-    starts from and to the weights read back. ``board_weight_step(w_max_na,
-    fan_in)``, if given, is the board's 16-bit weight step in nA; it goes into
-    the STDP rule (``spinnaker_weight_step_na``) so that backends that can
-    emulate sPyNNaker's per-spike weight arithmetic (brian2) do.
+    The kernel population is told its largest possible input per time step
+    (``max_input_na``: ``w_max`` times the most patch spikes in one step, and the
+    WTA inhibition of all other kernels), from which sPyNNaker sizes the 16-bit
+    weights: no saturation, and a step half as coarse as sPyNNaker's own bound
+    (every input at ``w_max`` at once) where ON/OFF channels exclude each other.
+
+    ``board_weights(weights_na, max_input_na)``, if given, returns weights as the
+    board would store them (``--emulate-spinnaker``): applied to the weights each
+    chunk starts from and to the weights read back. ``board_weight_step(max_input_na)``,
+    if given, is the board's 16-bit weight step in nA; it goes into the STDP rule
+    (``spinnaker_weight_step_na``) so that backends that can emulate sPyNNaker's
+    per-spike weight arithmetic (brian2) do. Both get the excitatory
+    ``max_input_na``.
     """
     kh, kw, channels = patches.shape
     patch_size = kh * kw * channels
@@ -199,27 +208,30 @@ def train_conv_layer(backend: Backend, patches: LayerSpikes, n_kernels: int, par
     chunk = int(params["train_chunk_patches"])
     mean_weight = params["kernel_l1"]
     homeostasis_mv = params["homeostasis_mv"]
-    keep_network = backend.can_set_weights
 
     initial = _initial_weights(patch_size, n_kernels, params, rng)
     # w_max: the weight scale at which the initial kernels drive the kernel neurons
     w_max = weight_for_drive(patches.counts() @ initial, params)
     rule = _stdp_rule(params, w_max)
+    inhibition_na = float(params["patch_inhibition_na"]) if n_kernels > 1 else 0.0
+    max_input_na = (w_max * max(1, patches.max_spikes_within(params["timestep_ms"])),
+                    inhibition_na * (n_kernels - 1))
     if board_weight_step is not None:
-        rule = replace(rule, spinnaker_weight_step_na=board_weight_step(w_max, patch_size))
-    on_board = board_weights or (lambda weights_na, _w_max: weights_na)
+        rule = replace(rule, spinnaker_weight_step_na=board_weight_step(max_input_na[0]))
+    on_board = board_weights or (lambda weights_na, _max_input_na: weights_na)
 
     def build(chunk_patches: LayerSpikes, weights: np.ndarray):
         """Patch network for ``chunk_patches``, starting from ``weights`` (fractions)."""
         backend.setup(params["timestep_ms"], params["seed"])
         source = backend.spike_source(chunk_patches.to_source_times(schedule), label="patch")
-        kernels_pop = backend.population(n_kernels, neuron, label="kernels")
+        kernels_pop = backend.population(n_kernels, neuron, "kernels", max_input_na)
         if not np.all(thresholds == neuron["v_thresh"]):
             backend.set_parameters(kernels_pop, v_thresh=thresholds)
         pre, post = np.meshgrid(np.arange(patch_size), np.arange(n_kernels), indexing="ij")
+        start_na = on_board(weights * w_max, max_input_na[0])
         projection = backend.connect(
             source, kernels_pop,
-            Connections.build(pre.ravel(), post.ravel(), on_board(weights * w_max, w_max).ravel(),
+            Connections.build(pre.ravel(), post.ravel(), start_na.ravel(),
                               params["synapse_delay_ms"]),
             stdp=rule, label="patch_stdp")
         if n_kernels > 1 and params["patch_inhibition_na"] > 0:
@@ -236,45 +248,33 @@ def train_conv_layer(backend: Backend, patches: LayerSpikes, n_kernels: int, par
     wins = np.zeros(n_kernels, dtype=np.int64)
     weights = initial
     done = 0
-    network = None
     trace = (np.zeros(0), np.zeros((0, 0)))
     try:
         with tqdm(total=patches.n_images, desc=description, unit="patch", disable=quiet,
                   leave=False) as bar:
             while done < patches.n_images:
                 step = min(chunk, patches.n_images - done)
-                if network is None or not keep_network:
-                    shown = patches if keep_network else patches.select(
-                        np.arange(done, done + step))
-                    network = build(shown, weights)
-                    first = done  # the patch the current network started with
-                kernels_pop, stdp_projection = network
-                duration = step * schedule.period_ms + (
-                    schedule.onset_ms if done == first else 0.0)
+                kernels_pop, stdp_projection = build(
+                    patches.select(np.arange(done, done + step)), weights)
                 interrupt.check()
-                backend.run(duration)
-                index, _ = backend.spikes(kernels_pop, clear=False)
-                chunk_wins = np.bincount(index, minlength=n_kernels)  # since the last read
+                backend.run(step * schedule.period_ms + schedule.onset_ms)
+                index, _ = backend.spikes(kernels_pop, clear=False)  # keep the v trace
+                chunk_wins = np.bincount(index, minlength=n_kernels)
                 wins += chunk_wins
-                read = on_board(backend.weights(stdp_projection), w_max)
+                read = on_board(backend.weights(stdp_projection), max_input_na[0])
                 raw = np.nan_to_num(read / w_max)
                 history.append(convergence(np.clip(raw, 0.0, 1.0)))
                 weights = rescale_kernels(raw, mean_weight)
-                more = done + step < patches.n_images
-                if more and homeostasis_mv > 0 and chunk_wins.sum() > 0:
-                    share = chunk_wins / chunk_wins.sum()
-                    thresholds += homeostasis_mv * n_kernels * (share - 1.0 / n_kernels)
-                    thresholds = np.maximum(thresholds, neuron["v_reset"] + 1.0)
-                    if keep_network:
-                        backend.set_parameters(kernels_pop, v_thresh=thresholds)
-                if more and keep_network:
-                    backend.set_weights(stdp_projection, weights * w_max)
                 done += step
-                if not more:
-                    trace = _last_patches_trace(backend.voltages(kernels_pop), schedule,
-                                                done - first, TRACED_PATCHES)
-                elif not keep_network:
+                if done < patches.n_images:
+                    if homeostasis_mv > 0 and chunk_wins.sum() > 0:
+                        share = chunk_wins / chunk_wins.sum()
+                        thresholds += homeostasis_mv * n_kernels * (share - 1.0 / n_kernels)
+                        thresholds = np.maximum(thresholds, neuron["v_reset"] + 1.0)
                     backend.end()  # the next chunk builds a new network
+                else:
+                    trace = _last_patches_trace(backend.voltages(kernels_pop), schedule,
+                                                step, TRACED_PATCHES)
                 bar.update(step)
                 bar.set_postfix(C=f"{history[-1]:.4f}", active=int((wins > 0).sum()))
     finally:

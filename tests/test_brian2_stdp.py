@@ -123,12 +123,14 @@ def test_truncation_stays_on_the_grid_over_many_updates():
 
 
 def test_board_step_is_the_grid_of_board_weights():
-    w_max, fan_in = 0.4914, 50
-    step = plastic_weight_step_on_board(w_max, fan_in)
-    assert step == 2.0 ** -10  # shift 5 for a summed weight of 24.6 nA
-    on_board = plastic_weights_on_board(np.linspace(0, w_max, 101)[:, None].repeat(fan_in, 1)
-                                        .T, w_max)
+    w_max, max_input_spikes = 0.4914, 25
+    max_input_na = w_max * max_input_spikes  # 12.3 nA: shift 4
+    step = plastic_weight_step_on_board(max_input_na)
+    assert step == 2.0 ** -11
+    on_board = plastic_weights_on_board(np.linspace(0, w_max, 101)[:, None].repeat(50, 1),
+                                        max_input_na)
     np.testing.assert_allclose(on_board / step, np.round(on_board / step), atol=1e-9)
+    assert np.max(np.abs(on_board - np.linspace(0, w_max, 101)[:, None])) <= step / 2
 
 
 def test_the_emulated_rule_is_additive_only():

@@ -8,7 +8,12 @@ from spinnconv.backends import get_backend
 from spinnconv.config import resolve_parameters
 from spinnconv.model import ConvLayer
 from spinnconv.spikes import LayerSpikes, Schedule
-from spinnconv.training import calibrate_weight_na, sample_patches, train_conv_layer
+from spinnconv.training import (
+    calibrate_weight_na,
+    rescale_kernels,
+    sample_patches,
+    train_conv_layer,
+)
 
 
 def random_spikes(rng, shape=(6, 6, 2), n_images=5, per_image=40, window_ms=20.0):
@@ -114,43 +119,85 @@ def _each_kernel_prefers_a_bar(kernels: np.ndarray) -> bool:
     return bool(np.all(preference.max(axis=1) > kernels[:, off_bar].mean(axis=1) + 0.1))
 
 
-def test_rebuilding_the_patch_network_per_chunk_learns_the_same_kernels():
-    """Without Projection.set (sPyNNaker) each chunk gets a fresh patch network that
-    starts from the rescaled weights and adapted thresholds: on NEST this must learn
-    what one long-lived network with set_weights learns."""
+def test_every_chunk_starts_a_fresh_network_from_the_rescaled_weights():
+    """Each chunk of patches runs on a freshly built patch network (a board cannot
+    change the weights of a running network): it starts from the previous chunk's
+    weights as read back and rescaled, with the thresholds homeostasis moved, and
+    the kernel population is told its largest input per step."""
     pytest.importorskip("pyNN.nest")
     params = resolve_parameters("digits", {"train_chunk_patches": 50})
     patches = _patterned_patches()
-    kept = train_conv_layer(get_backend("nest"), patches, 2, params,
-                            np.random.default_rng(7), quiet=True)
     backend = get_backend("nest")
-    backend.can_set_weights = False  # as on SpiNNaker
-    rebuilt = train_conv_layer(backend, patches, 2, params, np.random.default_rng(7),
+    starts, reads, thresholds, bounds = [], [], [], []
+    connect, weights = backend.connect, backend.weights
+    population, set_parameters = backend.population, backend.set_parameters
+
+    def spy_connect(pre, post, connections, receptor="excitatory", stdp=None, label=""):
+        if stdp is not None:
+            dense = np.zeros((9, 2))
+            dense[connections.pre, connections.post] = connections.weight
+            starts.append(dense)
+        return connect(pre, post, connections, receptor, stdp, label)
+
+    def spy_weights(projection):
+        reads.append(weights(projection))
+        return reads[-1]
+
+    def spy_population(n, cell_params, label, max_input_na=None):
+        bounds.append(max_input_na)
+        return population(n, cell_params, label, max_input_na)
+
+    def spy_set(pop, **values):
+        thresholds.append(np.array(values["v_thresh"], dtype=float))
+        return set_parameters(pop, **values)
+
+    backend.connect, backend.weights = spy_connect, spy_weights
+    backend.population, backend.set_parameters = spy_population, spy_set
+    trained = train_conv_layer(backend, patches, 2, params, np.random.default_rng(7),
                                quiet=True)
-    assert len(rebuilt.convergence) == len(kept.convergence) == 6
-    assert rebuilt.wins.sum() > 0
-    # a fresh network forgets only the residual traces of the previous patch
-    np.testing.assert_allclose(rebuilt.kernels, kept.kernels, atol=0.05)
-    np.testing.assert_allclose(rebuilt.convergence, kept.convergence, atol=0.01)
-    assert rebuilt.thresholds_mv.tolist() != [params["neuron"]["v_thresh"]] * 2  # homeostasis ran
-    assert rebuilt.v_trace_mv.size > 0
+    assert len(starts) == len(reads) == len(bounds) == 6 == len(trained.convergence)
+    w_max = trained.w_max_na
+    for start, read in zip(starts[1:], reads[:-1], strict=True):
+        np.testing.assert_allclose(start, rescale_kernels(read / w_max, params["kernel_l1"])
+                                   * w_max, rtol=1e-12, atol=1e-12)
+    assert not np.allclose(starts[1], starts[0])  # it learned in between
+    # the bars have 3 neurons, each spiking at most once per step
+    assert bounds == [(3 * w_max, params["patch_inhibition_na"])] * 6
+    assert len(thresholds) >= 4  # homeostasis moved them for the later chunks
+    np.testing.assert_allclose(thresholds[-1], trained.thresholds_mv)
+    assert trained.v_trace_mv.size > 0
+    assert _each_kernel_prefers_a_bar(trained.kernels.reshape(2, 9))
+
+
+def test_max_spikes_within_a_window():
+    spikes = LayerSpikes.from_arrays((2, 2, 1), 2, [0, 0, 0, 0, 1, 1, 1],
+                                     [0, 1, 2, 3, 0, 1, 2], [0.0, 0.0, 0.5, 1.0, 3.0, 3.0, 3.0])
+    assert spikes.max_spikes_within(1.0) == 3  # [0, 1) of image 0; image 1's 3 at 3 ms
+    assert spikes.max_spikes_within(1.5) == 4
+    assert spikes.max_spikes_within(0.1) == 3
+    # images never add up, whatever their times
+    assert spikes.select([0]).max_spikes_within(100.0) == 4
+    assert LayerSpikes.from_arrays((1, 1, 1), 1, [], [], []).max_spikes_within(1.0) == 0
+    with pytest.raises(ValueError, match="window_ms"):
+        spikes.max_spikes_within(0.0)
 
 
 def test_board_weights_are_applied_to_start_and_read_back():
     """--emulate-spinnaker passes the board's 16-bit rounding: applied to the weights
-    the network starts from and to every read-back."""
+    the network starts from and to every read-back, for the population's largest
+    input per step."""
     pytest.importorskip("pyNN.nest")
     params = resolve_parameters("digits", {"train_chunk_patches": 50})
     seen = []
 
-    def coarse(weights_na, w_max_na):
-        seen.append(w_max_na)
-        step = w_max_na / 8
+    def coarse(weights_na, max_input_na):
+        seen.append(max_input_na)
+        step = max_input_na / 64
         return np.round(np.nan_to_num(weights_na) / step) * step
 
     trained = train_conv_layer(get_backend("nest"), _patterned_patches(), 2, params,
                                np.random.default_rng(7), quiet=True, board_weights=coarse)
-    assert len(seen) == 1 + 6  # the start, then every read-back
+    assert seen == [3 * trained.w_max_na] * (1 + 6 + 5)  # each start, each read-back
     assert len(trained.convergence) == 6
 
 
@@ -162,7 +209,7 @@ def test_emulated_training_on_brian2_uses_the_board_rule_and_step():
 
     params = resolve_parameters("digits", {"train_chunk_patches": 50})
     backend = get_backend("brian2")
-    board = board_training_options(backend)
+    board = board_training_options()
     rules, connect = [], backend.connect
 
     def spy(pre, post, connections, receptor="excitatory", stdp=None, label=""):
@@ -175,7 +222,7 @@ def test_emulated_training_on_brian2_uses_the_board_rule_and_step():
     trained = train_conv_layer(backend, _patterned_patches(), 2, params,
                                np.random.default_rng(7), quiet=True, **board)
     assert len(rules) == 6  # a fresh patch network per chunk
-    step = plastic_weight_step_on_board(trained.w_max_na, 9)
+    step = plastic_weight_step_on_board(3 * trained.w_max_na)  # 3 spikes per step
     assert all(rule.spinnaker_weight_step_na == step for rule, _ in rules)
     assert {name for _, name in rules} == {"DendriticSTDPMechanism"}
     assert trained.wins.sum() > 0

@@ -24,6 +24,8 @@ from spinnconv.backends.spinnaker import (
     SpiNNakerBackend,
     format_resource_report,
     max_summed_weight_equal_delays,
+    plastic_weight_step_on_board,
+    plastic_weights_on_board,
     quantise_weights_like_spinnaker,
     ring_buffer_left_shift,
     spinnaker_stdp_amplitudes,
@@ -103,6 +105,12 @@ def mapped(tmp_path_factory):
             c_inh = Connections.build(pre[keep], post[keep],
                                       rng.uniform(0.1, 0.6, keep.sum()), 1.0)
             p_inh = backend.connect(out, out, c_inh, receptor="inhibitory", label="out-|out")
+            # a population told its largest input per step, as training's kernels are
+            bounded = backend.population(10, {}, "bounded", max_input_na=(3.0, 0.5))
+            c_bounded = Connections.build(pre.ravel(), post.ravel(),
+                                          rng.uniform(0.05, 0.8, 100), 1.0)
+            p_bounded = backend.connect(out, bounded, c_bounded, label="out->bounded",
+                                        stdp=STDPRule(20.0, 20.0, 0.01, 0.012, 0.0, 1.0))
             backend.record(exc)
             backend.record(out)
 
@@ -123,6 +131,7 @@ def mapped(tmp_path_factory):
                 "env_after_setup": env_after_setup, "poisoned": poisoned,
                 "env": {"HOME": str(fake_home), "XDG_CONFIG_HOME": str(fake_xdg)},
                 "projections": [(p_exc, c_exc), (p_stdp, c_stdp), (p_inh, c_inh)],
+                "bounded": (p_bounded, c_bounded, (3.0, 0.5)),
             }
         finally:
             backend.end()
@@ -212,6 +221,22 @@ def test_ring_buffer_shift_rule_matches_spinnaker(mapped):
                                                 stats)))
 
 
+def test_max_input_sets_the_plastic_weight_grid(mapped):
+    """A population given ``max_input_na`` (training's kernel population) gets its
+    ring-buffer shifts from it, and plastic_weights_on_board /
+    plastic_weight_step_on_board are then exactly what the board stores."""
+    backend = mapped["backend"]
+    projection, conns, max_input_na = mapped["bounded"]
+    vertex = projection._projection_edge.post_vertex
+    assert list(vertex.get_ring_buffer_shifts()) == [2, 0]  # 3.0 nA < 2**2, 0.5 nA < 2**0
+    q = backend.weight_quantisation(projection)
+    assert q["weight_step"] == plastic_weight_step_on_board(max_input_na[0]) == 2.0 ** -13
+    read = backend.weights(projection)[conns.pre, conns.post]
+    np.testing.assert_array_equal(read, plastic_weights_on_board(conns.weight, max_input_na[0]))
+    # sPyNNaker's own bound (10 inputs at w_max = 1 nA) would be 4x coarser
+    assert plastic_weight_step_on_board(10 * 1.0) == 4 * q["weight_step"]
+
+
 def test_quantisation_matches_spinnakers_own_encoder(mapped):
     """Encode with SynapseDynamicsStatic.get_static_synaptic_data, decode like synapse_io."""
     from spynnaker.pyNN.models.neural_projections.connectors import AbstractConnector
@@ -245,8 +270,6 @@ def test_spikes_empty_on_virtual_board(mapped):
     exc = mapped["populations"]["exc"]
     index, times = backend.spikes(exc)
     assert index.shape == times.shape == (0,)
-    with pytest.raises(UsageError, match="cannot change the weights"):
-        backend.set_weights(mapped["projections"][0][0], np.zeros((50, 100)))
 
 
 def test_connector_sorts_by_pre_then_post(mapped):

@@ -85,12 +85,11 @@ class Backend:
 
     name: str = "?"
     extra: str = ""  # the pip extra that installs it
-    #: False where weights cannot be changed between runs (sPyNNaker)
-    can_set_weights: bool = True
 
     def setup(self, timestep_ms: float, seed: int) -> None: ...
     def spike_source(self, spike_times: list[np.ndarray], label: str) -> Any: ...
-    def population(self, n: int, cell_params: dict, label: str) -> Any: ...
+    def population(self, n: int, cell_params: dict, label: str,
+                   max_input_na: tuple[float, float] | None = None) -> Any: ...
     def connect(self, pre, post, connections: Connections, receptor: str = "excitatory",
                 stdp: STDPRule | None = None, label: str = "") -> Any: ...
     def record(self, population, variables: tuple[str, ...] = ("spikes",), indices=None) -> None: ...
@@ -98,7 +97,6 @@ class Backend:
     def run(self, duration_ms: float) -> None: ...
     def spikes(self, population) -> tuple[np.ndarray, np.ndarray]: ...
     def weights(self, projection) -> np.ndarray: ...
-    def set_weights(self, projection, weights: np.ndarray) -> None: ...
     def end(self) -> None: ...
 
 
@@ -142,10 +140,21 @@ class PyNNBackend(Backend):
         return self._track(self.sim.Population(
             len(times), self.sim.SpikeSourceArray(spike_times=times), label=label))
 
-    def population(self, n: int, cell_params: dict, label: str):
-        """``n`` ``IF_curr_exp`` neurons with the given PyNN parameters."""
+    def population(self, n: int, cell_params: dict, label: str,
+                   max_input_na: tuple[float, float] | None = None):
+        """``n`` ``IF_curr_exp`` neurons with the given PyNN parameters.
+
+        ``max_input_na``: the largest summed (excitatory, inhibitory) input, in nA,
+        that one neuron can receive in one time step, if known. Float simulators
+        ignore it; sPyNNaker sizes its 16-bit weights from it (see
+        :class:`~spinnconv.backends.spinnaker.SpiNNakerBackend`).
+        """
         return self._track(self.sim.Population(int(n), self.sim.IF_curr_exp(**cell_params),
-                                               label=label))
+                                               label=label, **self.population_options(max_input_na)))
+
+    def population_options(self, max_input_na: tuple[float, float] | None) -> dict:
+        """Extra keyword arguments of ``sim.Population`` (none here)."""
+        return {}
 
     def _track(self, population):
         self.__dict__.setdefault("_populations", []).append(population)
@@ -252,13 +261,6 @@ class PyNNBackend(Backend):
         """Weights as a dense ``(n_pre, n_post)`` array, NaN where no synapse, >= 0."""
         weights = projection.get("weight", format="array", with_address=False)
         return np.abs(np.asarray(weights, dtype=np.float64))
-
-    def set_weights(self, projection, weights: np.ndarray) -> None:
-        """Set all weights from a dense ``(n_pre, n_post)`` array (NaN = no synapse)."""
-        sign = 1.0
-        if projection.receptor_type == "inhibitory":
-            sign = self.inhibitory_weight_sign
-        projection.set(weight=sign * np.asarray(weights, dtype=np.float64))
 
     def end(self) -> None:
         """Release the simulator and the network it ran."""

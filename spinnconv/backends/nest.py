@@ -50,9 +50,3 @@ class NestBackend(PyNNBackend):
         dense = np.full((projection.pre.size, projection.post.size), np.nan)
         dense[pre, post] = np.abs(weight) * self._NA_PER_NEST_UNIT
         return dense
-
-    def set_weights(self, projection, weights: np.ndarray) -> None:
-        connections, pre, post, _ = self._addresses(projection)
-        sign = self.inhibitory_weight_sign if projection.receptor_type == "inhibitory" else 1.0
-        values = sign * np.asarray(weights, dtype=np.float64)[pre, post] / self._NA_PER_NEST_UNIT
-        connections.set(weight=values.tolist())

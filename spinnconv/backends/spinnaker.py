@@ -186,39 +186,33 @@ def spinnaker_stdp_amplitudes(stdp: STDPRule | None) -> STDPRule | None:
     return replace(stdp, a_plus=stdp.a_plus * stdp.w_max, a_minus=stdp.a_minus * stdp.w_max)
 
 
-def plastic_weight_step_on_board(w_max_na: float, fan_in: int) -> float:
-    """The 16-bit step (nA) of a patch network's plastic weights on the board.
-
-    The same ring-buffer shift as :func:`plastic_weights_on_board`; sPyNNaker
+def plastic_weight_step_on_board(max_input_na: float) -> float:
+    """The 16-bit step (nA) of plastic weights into a population given
+    ``max_expected_summed_weight`` = ``max_input_na`` (excitatory); sPyNNaker
     truncates each plastic weight to a multiple of it after every presynaptic
-    spike.
+    spike. The grid of :func:`plastic_weights_on_board`.
     """
-    summed = max_summed_weight_equal_delays([(w_max_na, int(fan_in), 1.0)])
-    return 1.0 / spinnaker_weight_scale(ring_buffer_left_shift(summed))
+    return 1.0 / spinnaker_weight_scale(ring_buffer_left_shift(max_input_na))
 
 
-def board_training_options(backend) -> dict:
-    """Make ``backend`` train as a board does, for ``--emulate-spinnaker``: a fresh
-    patch network per chunk (no ``Projection.set``). Returns the keyword arguments
-    of :func:`~spinnconv.training.train_conv_layer` that store the plastic weights
-    as sPyNNaker does."""
-    backend.can_set_weights = False
+def board_training_options() -> dict:
+    """The keyword arguments of :func:`~spinnconv.training.train_conv_layer` that
+    make a software backend store and update the patch network's plastic weights
+    as sPyNNaker does (``--emulate-spinnaker``)."""
     return {"board_weights": plastic_weights_on_board,
             "board_weight_step": plastic_weight_step_on_board}
 
 
-def plastic_weights_on_board(weights_na: np.ndarray, w_max_na: float) -> np.ndarray:
-    """Patch-network STDP weights ``(fan_in, n_kernels)`` as sPyNNaker stores them.
+def plastic_weights_on_board(weights_na: np.ndarray, max_input_na: float) -> np.ndarray:
+    """Plastic (STDP) weights as sPyNNaker stores them in a population whose
+    excitatory ``max_expected_summed_weight`` is ``max_input_na``.
 
-    The plastic projection is the only excitatory input of the kernel neurons, from
-    a ``SpikeSourceArray`` (at most one spike per step) with equal delays, so the
-    ring-buffer shift comes from ``w_max * fan_in`` (see
-    :func:`max_summed_weight_equal_delays`); weights are clipped to uint16 as
+    That population parameter fixes the ring-buffer shift (training passes it:
+    ``SpiNNakerBackend.population``); weights are clipped to uint16 as
     ``SynapseDynamicsSTDP.get_plastic_synaptic_data`` stores them.
     """
-    weights_na = np.asarray(weights_na, dtype=np.float64)
-    summed = max_summed_weight_equal_delays([(w_max_na, weights_na.shape[0], 1.0)])
-    return quantise_weights_like_spinnaker(weights_na, max_summed_weight=summed, plastic=True)
+    return quantise_weights_like_spinnaker(np.asarray(weights_na, dtype=np.float64),
+                                           max_summed_weight=max_input_na, plastic=True)
 
 
 # -- the backend ----------------------------------------------------------------
@@ -281,6 +275,17 @@ class SpiNNakerBackend(PyNNBackend):
             return {"n_boards_required": int(self.n_boards)}
         return {}
 
+    def population_options(self, max_input_na: tuple[float, float] | None) -> dict:
+        """``max_input_na`` (excitatory, inhibitory) becomes the population's
+        ``max_expected_summed_weight``, from which sPyNNaker takes the ring-buffer
+        shift of each receptor (its own bound assumes every input at its largest
+        weight at once). The 16-bit weight step is then as fine as the input allows
+        without saturating the ring buffer."""
+        if max_input_na is None:
+            return {}
+        return {"additional_parameters": {
+            "max_expected_summed_weight": [float(v) for v in max_input_na]}}
+
     def synapse(self, connections, stdp: STDPRule | None):
         if stdp is not None and (stdp.w_min < 0 or stdp.w_max < 0):
             raise UsageError("sPyNNaker needs w_min, w_max >= 0 (the receptor gives the sign)")
@@ -309,13 +314,6 @@ class SpiNNakerBackend(PyNNBackend):
         """Dense ``(n_pre, n_post)`` weights read back with ``Projection.get`` (16-bit values)."""
         holder = projection.get("weight", format="array", with_address=False)
         return np.abs(np.array(holder, dtype=np.float64))
-
-    #: training runs its patches in one go: weights cannot be rescaled between chunks
-    can_set_weights = False
-
-    def set_weights(self, projection, weights: np.ndarray) -> None:
-        raise UsageError("sPyNNaker cannot change the weights of an existing projection "
-                         "(Projection.set is not implemented); build the projection with them")
 
     # -- what sPyNNaker made of it ----------------------------------------------
     def weight_quantisation(self, projection) -> dict:
