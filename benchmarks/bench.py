@@ -6,7 +6,8 @@ calibrated as training would calibrate them):
 * ``conn_list_s``   building every connection list in NumPy (no simulator),
 * ``build_s``       creating populations and projections in the simulator,
 * ``features_img_s`` feature extraction: images simulated per second,
-* ``stdp_patch_s``  STDP training of conv layer 1: patches per second,
+* ``stdp_patch_s``  STDP training of conv layer 1 (as training runs it: a fresh
+                    patch network per chunk): patches per second,
 * ``peak_rss_mb``   peak resident memory of the backend's process.
 
 Each (backend, dataset) runs in its own process so peak memory is its own.
@@ -14,8 +15,7 @@ Each (backend, dataset) runs in its own process so peak memory is its own.
 network (``build_s`` includes mapping) but a virtual board does not execute, so
 it has no images/s. ``nest-emulated`` and ``brian2-emulated`` run as
 ``--emulate-spinnaker`` does: inference with the weights SpiNNaker would use, STDP
-with a fresh patch network per chunk and 16-bit plastic weights (on brian2 also
-sPyNNaker's per-spike arithmetic).
+with 16-bit plastic weights (on brian2 also sPyNNaker's per-spike arithmetic).
 
     python benchmarks/bench.py [--images 200] [--patches 500] [--out benchmarks/results.json]
 
