@@ -189,8 +189,8 @@ def train_conv_layer(backend: Backend, patches: LayerSpikes, n_kernels: int, par
     The kernel population is told its largest possible input per time step
     (``max_input_na``: ``w_max`` times the most patch spikes in one step, and the
     WTA inhibition of all other kernels), from which sPyNNaker sizes the 16-bit
-    weights: no saturation, and a step half as coarse as sPyNNaker's own bound
-    (every input at ``w_max`` at once) where ON/OFF channels exclude each other.
+    weights: no saturation, and half the step of sPyNNaker's own bound (every
+    input at ``w_max`` at once) where ON/OFF channels exclude each other.
 
     ``board_weights(weights_na, max_input_na)``, if given, returns weights as the
     board would store them (``--emulate-spinnaker``): applied to the weights each
@@ -213,9 +213,8 @@ def train_conv_layer(backend: Backend, patches: LayerSpikes, n_kernels: int, par
     # w_max: the weight scale at which the initial kernels drive the kernel neurons
     w_max = weight_for_drive(patches.counts() @ initial, params)
     rule = _stdp_rule(params, w_max)
-    inhibition_na = float(params["patch_inhibition_na"]) if n_kernels > 1 else 0.0
     max_input_na = (w_max * max(1, patches.max_spikes_within(params["timestep_ms"])),
-                    inhibition_na * (n_kernels - 1))
+                    float(params["patch_inhibition_na"]) * (n_kernels - 1))
     if board_weight_step is not None:
         rule = replace(rule, spinnaker_weight_step_na=board_weight_step(max_input_na[0]))
     on_board = board_weights or (lambda weights_na, _max_input_na: weights_na)
