@@ -302,7 +302,8 @@ class STDPConvNet(ClassifierMixin, BaseEstimator):
         """Features ``(N, n_features)`` float32: the classifier's pooled spike counts of
         the last spiking layer (what the SVM reads). ``layer=n``: the spike count of
         every neuron at the output of conv layer ``n`` and the pool layers after it."""
-        images = self._ensure_resolved(images)
+        self._require_layers(1, "transform")
+        images = check_images(images, self.image_shape_)
         model = self.model_
         if layer is None:
             self._require_layers(model.n_conv_layers, "transform")
@@ -326,9 +327,9 @@ class STDPConvNet(ClassifierMixin, BaseEstimator):
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """The SVM's label for every image."""
-        images = self._ensure_resolved(images)
         if not hasattr(self, "svm_"):
             raise NotFittedError("predict needs a fitted SVM: call fit(images, labels) first")
+        images = check_images(images, self.image_shape_)
         run = self._run()
         return pipeline.predict_images(run, self.model_,
                                        self._kernels(run, self.model_.n_conv_layers),
@@ -336,7 +337,9 @@ class STDPConvNet(ClassifierMixin, BaseEstimator):
 
     def score(self, images: np.ndarray, labels, sample_weight=None) -> float:
         """Accuracy of :meth:`predict` on ``images``."""
-        images = self._ensure_resolved(images)
+        if not hasattr(self, "svm_"):
+            raise NotFittedError("score needs a fitted SVM: call fit(images, labels) first")
+        images = check_images(images, self.image_shape_)
         labels = np.asarray(labels)
         if labels.shape != (len(images),):
             raise ValueError(f"labels must be one label per image ({len(images)},), got "
