@@ -158,15 +158,20 @@ def test_save_load_round_trip_and_refit_layer(fitted, digits, tmp_path):
 def test_custom_model_of_any_size_is_the_one_trained(digits, tmp_path, capsys):
     pytest.importorskip("pyNN.nest")
     images = np.pad(digits.train_images, ((0, 0), (1, 1), (1, 1)))  # 10×10
-    model = (SequentialModel((10, 10, 2)).add(ConvLayer(6, (3, 3)))
-             .add(PoolLayer((2, 2))).add(Classifier(grid=2)))
+    model = (SequentialModel((10, 10, 2)).add(ConvLayer(4, (3, 3), padding=1))
+             .add(ConvLayer(6, (3, 3))).add(PoolLayer((2, 2))).add(Classifier(grid=2)))
     net = STDPConvNet(model=model, backend="nest", params={"train_patches": 200}, quiet=True)
+    with pytest.raises(NotFittedError, match=r"conv layer 1 fitted first: call fit_layer\(1"):
+        net.fit_layer(2, images)
     net.fit(images, digits.train_labels)
     assert capsys.readouterr().out == ""  # quiet: no messages, no progress bars
-    assert net.model_ is model and net.kernels_[1].shape == (6, 3, 3, 2)
+    assert net.model_ is model
+    assert net.kernels_[1].shape == (4, 3, 3, 2) and net.kernels_[2].shape == (6, 3, 3, 4)
+    assert net.layer_diagnostics_[2]["n_patches"] == 200  # layer 2 learned on layer 1's spikes
     assert net.transform(images[:5]).shape == (5, 2 * 2 * 6)
-    assert net.transform(images[:5], layer=1).shape == (5, 4 * 4 * 6)
-    assert net.params_["architecture"][0]["n_kernels"] == 6
+    assert net.transform(images[:5], layer=1).shape == (5, 10 * 10 * 4)
+    assert net.transform(images[:5], layer=2).shape == (5, 4 * 4 * 6)
+    assert [entry["n_kernels"] for entry in net.params_["architecture"][:2]] == [4, 6]
     manifest = json.loads((net.save(tmp_path / "m") / "manifest.json").read_text())
     assert SequentialModel.from_dict(manifest["model"]) == model
     assert STDPConvNet.load(tmp_path / "m").model_ == model
