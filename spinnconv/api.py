@@ -100,9 +100,8 @@ def _check_labels(labels, n_images: int) -> np.ndarray:
     if labels.ndim != 1 or len(labels) != n_images:
         raise ValueError(f"labels must be one label per image ({n_images},), got shape "
                          f"{labels.shape}")
-    if labels.dtype == object or np.issubdtype(labels.dtype, np.floating) and \
-            not np.isfinite(labels).all():
-        raise ValueError("labels must be finite numbers or strings")
+    if np.issubdtype(labels.dtype, np.floating) and not np.isfinite(labels).all():
+        raise ValueError("labels contain NaN or infinite values")
     if len(np.unique(labels)) < 2:
         raise ValueError("labels hold one class only: the SVM needs at least two")
     return labels
@@ -120,10 +119,12 @@ class STDPConvNet(ClassifierMixin, BaseEstimator):
     ``{"host": IP}``; ``work_dir`` holds sPyNNaker's files). ``jobs``: simulator
     processes for feature extraction. ``quiet``: no progress bars or messages.
 
-    Fitted attributes: ``model_``, ``params_``, ``image_shape_``, ``kernels_``
+    Fitted attributes: ``model_``, ``params_`` (all parameters), ``dataset_`` (the
+    parameter set: "digits", "mnist" or "custom"), ``image_shape_``, ``kernels_``
     (``{layer number: (n, kh, kw, C)}`` in [0, 1]), ``weights_na_`` (nA of a kernel
     entry of 1, per layer), ``layer_diagnostics_`` (training record per layer),
-    ``svm_``, ``classes_``, ``n_train_``, ``train_accuracy_``.
+    ``layers_`` (the arrays of ``layer<N>.npz``), ``svm_``, ``classes_``, ``n_train_``,
+    ``train_accuracy_``.
     """
 
     def __init__(self, model: SequentialModel | None = None, params: dict | None = None,
