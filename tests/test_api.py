@@ -210,15 +210,11 @@ def test_same_seed_as_cli_and_model_dirs_work_both_ways(digits, tmp_path):
 
 
 # -- PyNN objects ------------------------------------------------------------------------
-def test_to_pynn_on_plain_pynn_nest_gives_the_transform_counts(fitted, digits):
-    sim = pytest.importorskip("pyNN.nest")
-    images = digits.test_images[:15]
-    expected = fitted.transform(images, layer=1)
+def counts_on_plain_pynn(sim, net: STDPConvNet, images: np.ndarray):
+    """Spike counts per image of the last layer, with PyNN calls only; and the network."""
     sim.setup(timestep=1.0)
-    network = fitted.to_pynn(sim, images=images)
-    assert list(network.populations) == ["input", "layer1_conv", "layer2_pool"]
+    network = net.to_pynn(sim, images=images)
     pool = network.populations["layer2_pool"]
-    conv = network.populations["layer1_conv"]
     pool.record("spikes")
     sim.run(network.duration_ms)
     trains = pool.get_data("spikes").segments[-1].spiketrains
@@ -229,6 +225,16 @@ def test_to_pynn_on_plain_pynn_nest_gives_the_transform_counts(fitted, digits):
         image = np.floor((times - schedule.onset_ms) / schedule.period_ms).astype(int)
         np.add.at(counts, (image, np.full(len(times), train.annotations["source_index"])), 1)
     sim.end()
+    return counts, network
+
+
+def test_to_pynn_on_plain_pynn_nest_gives_the_transform_counts(fitted, digits):
+    sim = pytest.importorskip("pyNN.nest")
+    images = digits.test_images[:15]
+    expected = fitted.transform(images, layer=1)
+    counts, network = counts_on_plain_pynn(sim, fitted, images)
+    assert list(network.populations) == ["input", "layer1_conv", "layer2_pool"]
+    conv, pool = network.populations["layer1_conv"], network.populations["layer2_pool"]
     assert counts.sum() > 0
     np.testing.assert_array_equal(counts, expected)
     # the connection lists are the projections' synapses
@@ -241,6 +247,17 @@ def test_to_pynn_on_plain_pynn_nest_gives_the_transform_counts(fitted, digits):
             assert len(array) == network.projections[label][kind].size()
     assert (lists["layer1_conv"]["lateral"][:, 2] < 0).all()  # inhibitory, PyNN's sign
     assert conv.size == 8 * 8 * 16 and pool.size == 4 * 4 * 16
+
+
+@pytest.mark.slow
+def test_to_pynn_on_plain_pynn_brian2_gives_the_transform_counts(digits):
+    sim = pytest.importorskip("pyNN.brian2")
+    net = STDPConvNet(backend="brian2", params={"train_patches": 200}, seed=1, quiet=True)
+    net.fit(digits.train_images, digits.train_labels)
+    images = digits.test_images[:8]
+    counts, _ = counts_on_plain_pynn(sim, net, images)
+    assert counts.sum() > 0
+    np.testing.assert_array_equal(counts, net.transform(images, layer=1))
 
 
 # -- the quickstart -----------------------------------------------------------------------
