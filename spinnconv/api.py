@@ -441,7 +441,7 @@ class STDPConvNet(ClassifierMixin, BaseEstimator):
                                               "n_train": np.asarray(self.n_train_)})
         except UsageError as err:
             raise ValueError(str(err)) from None
-        return model_dir.path
+        return Path(directory)
 
     @classmethod
     def load(cls, directory: str | Path, backend: str | None = None, jobs: int = 1,
@@ -460,7 +460,7 @@ class STDPConvNet(ClassifierMixin, BaseEstimator):
                   quiet=quiet, **options)
         net.dataset_ = manifest["dataset"]
         net.params_ = _as_value_error(resolve_parameters, net.dataset_, saved,
-                                      where=f"{model_dir.manifest_path}")
+                                      where=f"{Path(directory) / 'manifest.json'}")
         net.model_, net.image_shape_ = model, tuple(model.input_shape[:2])
         for number in manifest["trained"]["layers"]:
             net._set_layer(number, model_dir.load_layer(number))
