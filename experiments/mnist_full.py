@@ -2,11 +2,12 @@
 
     python experiments/mnist_full.py --source ../shared/data/mnist --seeds 0 1 2 --jobs 2
 
-Each seed runs in its own model dir (``<out>/seed<S>``) and writes its
-``record.json`` (per-phase wall time, images/s, peak memory); this script gathers
-them into ``<out>/summary.json`` and prints one table. Any other option (for
+Each seed runs the pipeline's stages in this process (what ``main.py --mode all``
+runs) in its own model dir (``<out>/seed<S>``) and writes its ``record.json``
+(per-phase wall time, images/s, peak memory); this script gathers them into
+``<out>/summary.json`` and prints one table. Any other option of ``main.py`` (for
 example ``--train-examples 2000 --test-examples 1000`` for a quick check, or
-``--params FILE``) is passed to ``main.py`` unchanged.
+``--params FILE``) applies unchanged.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from spinnconv import cli, interrupt, pipeline
+from spinnconv.errors import SpinnconvError
 
 
 def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
@@ -64,21 +68,44 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def run_all(argv: list[str]) -> dict:
+    """``main.py ARGV`` (``--mode all``) through the pipeline's stages in this process:
+    train every conv layer, the SVM, test; returns the written ``record.json``."""
+    args = cli.build_parser().parse_args(argv)
+    cli._check_args(args)
+    started = time.perf_counter()
+    run = cli.make_run(args)
+    pipeline.load_data(run, args.source)
+    for number in range(1, run.model(run.load().image_shape).n_conv_layers + 1):
+        pipeline.train_layer(run, number)
+        interrupt.check()
+    pipeline.train_svm(run)
+    results = pipeline.test(run)
+    seconds = time.perf_counter() - started
+    record = pipeline.write_record(run, argv, results, seconds)
+    run.log(f"accuracy: {results['accuracy']:.4f}")
+    pipeline.write_run_log(run, argv, seconds)
+    return record
+
+
 def main(argv: list[str] | None = None) -> int:
     args, passthrough = parse(argv)
+    cli._quiet_libraries()
     records = []
     for seed in args.seeds:
         model_dir = args.out / f"seed{seed}"
-        command = [sys.executable, str(REPO / "main.py"), "--mode", "all",
-                   "--dataset", args.dataset, "--backend", args.backend,
+        command = ["--mode", "all", "--dataset", args.dataset, "--backend", args.backend,
                    "--jobs", str(args.jobs), "--seed", str(seed),
                    "--model-dir", str(model_dir), *passthrough]
-        print(f"seed {seed}: {' '.join(command[1:])}", flush=True)
+        if not any(arg.split("=")[0] == "--data-dir" for arg in passthrough):
+            command += ["--data-dir", str(REPO / "data")]  # as main.py run from the repo
+        print(f"seed {seed}: main.py {' '.join(command)}", flush=True)
         started = time.perf_counter()
-        if subprocess.run(command, check=False, cwd=REPO).returncode != 0:
-            print(f"error: seed {seed} failed (see {model_dir}/logs)", file=sys.stderr)
-            return 1
-        record = json.loads((model_dir / "record.json").read_text())
+        try:
+            record = run_all(command)
+        except SpinnconvError as err:
+            print(f"error: seed {seed} failed: {err}", file=sys.stderr)
+            return err.exit_code
         print(f"seed {seed}: accuracy {record['accuracy']:.4f}, "
               f"{time.perf_counter() - started:.0f} s", flush=True)
         records.append(record)

@@ -8,19 +8,17 @@ Errors print one line on stderr; ``--debug`` shows the traceback.
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 from . import interrupt
 from .backends import BACKENDS
 from .checkpoint import ModelDir
-from .config import read_params_file, resolve_parameters
+from .config import check_backend_options, read_params_file, resolve_parameters
 from .datasets import DATASETS
 from .errors import SpinnconvError, UsageError
+from .logs import quiet_libraries as _quiet_libraries
 
 MODES = ("loaddata", "training", "testing", "plot", "deploy", "info", "all")
 
@@ -99,16 +97,8 @@ def make_run(args: argparse.Namespace):
                                              ("host", args.spinnaker_host),
                                              ("spalloc_server", args.spalloc_server))
                if value is not None}
-    if args.emulate_spinnaker and args.backend == "spinnaker":
-        raise UsageError("--emulate-spinnaker is for brian2/nest; --backend spinnaker is the "
-                         "real thing")
-    if (args.backend == "brian2" and args.mode in ("training", "all") and args.layer != "svm"
-            and params["stdp"]["weight_dependence"] != "additive"):
-        raise UsageError(f"--backend brian2 trains with additive STDP only (pyNN.brian2's "
-                         f"STDPMechanism ignores the weight dependence), not "
-                         f"'{params['stdp']['weight_dependence']}': use --backend nest")
-    if args.emulate_spinnaker and params["timestep_ms"] != 1.0:
-        raise UsageError("--emulate-spinnaker needs timestep_ms = 1.0 (SpiNNaker's time step)")
+    check_backend_options(params, args.backend, args.emulate_spinnaker,
+                          training=args.mode in ("training", "all") and args.layer != "svm")
     return Run(params=params, dataset=args.dataset, data_dir=Path(args.data_dir),
                model_dir=ModelDir(args.model_dir), backend=args.backend, machine=machine,
                emulate_spinnaker=args.emulate_spinnaker, jobs=args.jobs,
@@ -166,16 +156,6 @@ def _run_mode(args: argparse.Namespace, run, argv: list[str]) -> None:
         run.log(f"test images: {results['n_test']}, backend {results['backend']}, "
                 f"{results['seconds']:.1f} s; results in {run.model_dir.path / 'results.json'}")
         run.log(f"accuracy: {results['accuracy']:.4f}")
-
-
-def _quiet_libraries() -> None:
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", category=SyntaxWarning)
-    warnings.filterwarnings("ignore", message=".*nest-config.*")
-    warnings.filterwarnings("ignore", category=UserWarning, module="nest")
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"nest\..*")
-    logging.getLogger("PyNN").setLevel(logging.ERROR)
-    os.environ.setdefault("PYNEST_QUIET", "1")
 
 
 def main(argv: list[str] | None = None) -> int:

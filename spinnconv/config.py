@@ -148,3 +148,18 @@ def build_model(params: dict, image_shape: tuple[int, int]) -> SequentialModel:
     if model.classifier is None:
         raise UsageError("the architecture must end with a classifier")
     return model
+
+
+def check_backend_options(params: dict, backend: str, emulate_spinnaker: bool,
+                          training: bool) -> None:
+    """Refuse backend/parameter combinations that cannot run (``training``: STDP will run)."""
+    if emulate_spinnaker and backend == "spinnaker":
+        raise UsageError("--emulate-spinnaker is for brian2/nest; --backend spinnaker is the "
+                         "real thing")
+    if (backend == "brian2" and training
+            and params["stdp"]["weight_dependence"] != "additive"):
+        raise UsageError(f"--backend brian2 trains with additive STDP only (pyNN.brian2's "
+                         f"STDPMechanism ignores the weight dependence), not "
+                         f"'{params['stdp']['weight_dependence']}': use --backend nest")
+    if emulate_spinnaker and params["timestep_ms"] != 1.0:
+        raise UsageError("--emulate-spinnaker needs timestep_ms = 1.0 (SpiNNaker's time step)")

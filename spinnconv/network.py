@@ -53,22 +53,32 @@ def layer_connections(model: SequentialModel, position: int, kernels: np.ndarray
     return lists
 
 
+def layer_label(model: SequentialModel, position: int) -> str:
+    """The population label of ``model.layers[position]``: ``layer<position+1>_<kind>``."""
+    return f"layer{position + 1}_{model.layers[position].kind}"
+
+
 def build_network(backend: Backend, model: SequentialModel, kernels: dict[int, np.ndarray],
-                  params: dict, source_times: list[np.ndarray], upto: int) -> list:
+                  params: dict, source_times: list[np.ndarray], upto: int,
+                  projections: dict | None = None) -> list:
     """Populations ``[source, layer 0, ..., layer upto-1]`` with their projections.
 
     ``kernels`` maps a layer position to its kernel weights ``(n, kh, kw, C)`` in nA.
+    ``projections``, if given, receives every projection as
+    ``projections[layer label][kind]`` (kind ``"feedforward"`` or ``"lateral"``).
     """
     populations = [backend.spike_source(source_times, label="input")]
     for position in range(upto):
         shape = model.output_shape_of(position)
-        label = f"layer{position + 1}_{model.layers[position].kind}"
+        label = layer_label(model, position)
         population = backend.population(int(np.prod(shape)), params["neuron"], label=label)
         for kind, receptor, connections in layer_connections(model, position,
                                                              kernels.get(position), params):
             pre = populations[-1] if kind == "feedforward" else population
-            backend.connect(pre, population, connections, receptor=receptor,
-                            label=f"{label}_{kind}")
+            projection = backend.connect(pre, population, connections, receptor=receptor,
+                                         label=f"{label}_{kind}")
+            if projections is not None:
+                projections.setdefault(label, {})[kind] = projection
         populations.append(population)
     return populations
 

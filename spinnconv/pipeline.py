@@ -98,6 +98,7 @@ class Run:
     quiet: bool = False
     plots: bool = True
     jobs: int = 1  # simulator processes for feature extraction
+    echo: bool = True  # print log lines (the Python API's quiet=True turns this off)
     lines: list[str] = field(default_factory=list)  # what this run printed, for its log file
     phases: list[dict] = field(default_factory=list)  # one record per timed phase
     worker_peak_mb: float = 0.0  # largest peak RSS of a --jobs worker process so far
@@ -134,8 +135,9 @@ class Run:
         self.log(format_phase(record))
 
     def log(self, message: str) -> None:
-        """Print ``message`` and keep it for the run's log file."""
-        print(message, flush=True)
+        """Print ``message`` (unless ``echo`` is off) and keep it for the run's log file."""
+        if self.echo:
+            print(message, flush=True)
         self.lines.append(f"{time.strftime('%H:%M:%S')} {message}")
 
     @property
@@ -173,23 +175,28 @@ def load_data(run: Run, source: str | None = None) -> None:
     datasets.load_dataset(run.dataset, run.dataset_dir)  # raises the unknown-dataset error
 
 
-def _kernels(run: Run, model: SequentialModel, numbers) -> dict[int, np.ndarray]:
-    """Kernel weights in nA of conv layers ``numbers``, keyed by layer position.
+def kernels_na(run: Run, model: SequentialModel, layers: dict[int, dict]) -> dict[int, np.ndarray]:
+    """Kernel weights in nA of conv layers ``{number: arrays of layer<N>.npz}``, keyed
+    by layer position.
 
     With ``emulate_spinnaker`` they are rounded to the 16-bit fixed point the
     board would use for this network (sPyNNaker's ring-buffer shift per
     population and receptor).
     """
     positions = model.conv_layer_positions
-    weights = {}
-    for number in numbers:
-        arrays = run.model_dir.load_layer(number)
-        weights[positions[number - 1]] = arrays["kernels"] * float(arrays["weight_na"])
+    weights = {positions[number - 1]: arrays["kernels"] * float(arrays["weight_na"])
+               for number, arrays in layers.items()}
     if run.emulate_spinnaker and weights:
         from .deploy import spinnaker_weight_quantiser
 
         weights = spinnaker_weight_quantiser(model, weights, run.params)
     return weights
+
+
+def _kernels(run: Run, model: SequentialModel, numbers) -> dict[int, np.ndarray]:
+    """:func:`kernels_na` of conv layers ``numbers`` read from the model dir."""
+    return kernels_na(run, model, {number: run.model_dir.load_layer(number)
+                                   for number in numbers})
 
 
 def _require_layers(manifest: dict, needed: int, what: str) -> None:
@@ -200,17 +207,14 @@ def _require_layers(manifest: dict, needed: int, what: str) -> None:
                          f"--mode training --layer {missing[0]}")
 
 
-def train_layer(run: Run, number: int) -> dict:
-    """``--mode training --layer N``: learn conv layer N's kernels with STDP."""
-    data = run.load()
-    model = run.model(data.image_shape)
-    if not 1 <= number <= model.n_conv_layers:
-        raise UsageError(f"--layer {number} does not exist: the model has conv layers "
-                         f"1..{model.n_conv_layers} (and 'svm')")
-    if number > 1 and not run.model_dir.exists():
-        _require_layers({"trained": {"layers": []}}, number - 1, f"training layer {number}")
-    manifest = run.model_dir.start(model, run.params, run.dataset, run.backend)
-    _require_layers(manifest, number - 1, f"training layer {number}")
+def fit_conv_layer(run: Run, model: SequentialModel, number: int, images: np.ndarray,
+                   kernels: dict[int, np.ndarray]) -> dict[str, np.ndarray]:
+    """Learn conv layer ``number``'s kernels with STDP on ``images`` (in memory).
+
+    ``kernels``: weights in nA of the conv layers below, keyed by position (see
+    :func:`kernels_na`). Returns the arrays of ``layer<N>.npz`` (kernels,
+    ``weight_na``, training record) and logs a one-line summary.
+    """
     position = model.conv_layer_positions[number - 1]
     layer = model.layers[position]
     backend = run.make_backend()
@@ -223,10 +227,9 @@ def train_layer(run: Run, number: int) -> dict:
             run.log("--emulate-spinnaker on nest: plastic weights are truncated to 16 bits at "
                     "each chunk, not after every spike as on the board (brian2 does that)")
     started = time.perf_counter()
-    n_images = min(data.n_train, int(run.params["train_patches"]))
-    spikes = encode(data.train_images[:n_images], run.params)
+    n_images = min(len(images), int(run.params["train_patches"]))
+    spikes = encode(images[:n_images], run.params)
     if position > 0:
-        kernels = _kernels(run, model, range(1, number))
         with run.phase(f"layer {number} input (layers 1..{position})", n_images, "img"):
             spikes = simulate(run, model, kernels, spikes, upto=position,
                               description=f"layers 1..{position} for layer {number}")
@@ -243,21 +246,39 @@ def train_layer(run: Run, number: int) -> dict:
         weight_na = calibrate_weight_na(spikes.counts(), spikes.shape, layer, trained.kernels,
                                         run.params)
     seconds = time.perf_counter() - started
-    run.model_dir.save_layer(manifest, number, {
-        "kernels": trained.kernels, "weight_na": np.asarray(weight_na), "convergence": np.asarray(trained.convergence),
-        "wins": trained.wins, "thresholds_mv": trained.thresholds_mv,
-        "n_patches": np.asarray(trained.n_patches), "w_max_na": np.asarray(trained.w_max_na),
-        "v_trace_t_ms": trained.v_trace_t_ms, "v_trace_mv": trained.v_trace_mv,
-        "seconds": np.asarray(seconds)})
     history = trained.convergence or [float("nan")]  # nan: random kernels, no STDP
-    if run.plots:
-        figures.training_figures(run.model_dir.path, model, number, run.params)
     how = f"{trained.n_patches} patches" if trained.n_patches else "random kernels (no STDP)"
     run.log(f"layer {number}: {how}, {layer.n_kernels} kernels, "
             f"convergence C {history[0]:.4f} -> {history[-1]:.4f}, "
             f"kernels that won: {int((trained.wins > 0).sum())}/{layer.n_kernels}, "
             f"weight {weight_na:.2f} nA, "
             f"{seconds:.1f} s")
+    return {"kernels": trained.kernels, "weight_na": np.asarray(weight_na),
+            "convergence": np.asarray(trained.convergence),
+            "wins": trained.wins, "thresholds_mv": trained.thresholds_mv,
+            "n_patches": np.asarray(trained.n_patches), "w_max_na": np.asarray(trained.w_max_na),
+            "v_trace_t_ms": trained.v_trace_t_ms, "v_trace_mv": trained.v_trace_mv,
+            "seconds": np.asarray(seconds)}
+
+
+def train_layer(run: Run, number: int) -> dict:
+    """``--mode training --layer N``: learn conv layer N's kernels with STDP."""
+    data = run.load()
+    model = run.model(data.image_shape)
+    if not 1 <= number <= model.n_conv_layers:
+        raise UsageError(f"--layer {number} does not exist: the model has conv layers "
+                         f"1..{model.n_conv_layers} (and 'svm')")
+    if number > 1 and not run.model_dir.exists():
+        _require_layers({"trained": {"layers": []}}, number - 1, f"training layer {number}")
+    manifest = run.model_dir.start(model, run.params, run.dataset, run.backend)
+    _require_layers(manifest, number - 1, f"training layer {number}")
+    arrays = fit_conv_layer(run, model, number, data.train_images,
+                            _kernels(run, model, range(1, number)))
+    run.model_dir.save_layer(manifest, number, arrays)
+    if run.plots:
+        figures.training_figures(run.model_dir.path, model, number, run.params)
+    history = [float(c) for c in arrays["convergence"]] or [float("nan")]
+    seconds = float(arrays["seconds"])
     return {"layer": number, "convergence": history, "seconds": seconds}
 
 
@@ -265,7 +286,13 @@ def extract_features(run: Run, model: SequentialModel, images: np.ndarray,
                      description: str) -> tuple[np.ndarray, np.ndarray]:
     """Readout features of ``images`` (from the spike counts of the last spiking
     layer) and each image's total output spike count."""
-    kernels = _kernels(run, model, range(1, model.n_conv_layers + 1))
+    return features_of(run, model, _kernels(run, model, range(1, model.n_conv_layers + 1)),
+                       images, description)
+
+
+def features_of(run: Run, model: SequentialModel, kernels: dict[int, np.ndarray],
+                images: np.ndarray, description: str) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`extract_features` with the kernels (nA, by position) given in memory."""
     counts = count_spikes(run, model, kernels, images, description)
     spikes_per_image = counts.sum(axis=1, dtype=np.int64)
     return features_from_counts(counts, model.output_shape, model.classifier), spikes_per_image
@@ -319,9 +346,9 @@ def _simulate_shard(backend_name: str, machine: dict, model_dir: Path, model_spe
                     description: str, quiet: bool) -> tuple[LayerSpikes, float]:
     """One worker's share of :func:`simulate` or one block of :func:`count_spikes`
     (runs in its own process); also returns the process's peak memory in MB."""
-    from .cli import _quiet_libraries
+    from .logs import quiet_libraries
 
-    _quiet_libraries()
+    quiet_libraries()
     run = Run(params=params, dataset="", data_dir=Path("."), model_dir=ModelDir(model_dir),
               backend=backend_name, machine=machine, quiet=quiet)
     model = SequentialModel.from_dict(model_spec)
@@ -366,21 +393,30 @@ def train_svm(run: Run) -> dict:
         _require_layers({"trained": {"layers": []}}, model.n_conv_layers, "the SVM")
     manifest = run.model_dir.start(model, run.params, run.dataset, run.backend, create=False)
     _require_layers(manifest, model.n_conv_layers, "the SVM")
-    started = time.perf_counter()
-    with run.phase("features (train)", data.n_train, "img"):
-        features, spikes_per_image = extract_features(run, model, data.train_images,
-                                                      "features (train)")
-    svm = SpikeCountSVM(c=run.params["svm_c"], transform=run.params["svm_feature_transform"])
-    with run.phase("svm fit", data.n_train, "img"):
-        svm.fit(features, data.train_labels)
-    train_accuracy = accuracy_score(data.train_labels, svm.predict(features))
-    seconds = time.perf_counter() - started
+    svm, fitted = fit_readout(run, model, _kernels(run, model, range(1, model.n_conv_layers + 1)),
+                              data.train_images, data.train_labels)
     run.model_dir.save_svm(manifest, {**svm.to_arrays(), "n_train": np.asarray(data.n_train)})
+    return fitted
+
+
+def fit_readout(run: Run, model: SequentialModel, kernels: dict[int, np.ndarray],
+                images: np.ndarray, labels: np.ndarray) -> tuple[SpikeCountSVM, dict]:
+    """Fit the SVM on the features of ``images`` (in memory); returns it and
+    ``{"train_accuracy", "seconds"}``, and logs a one-line summary."""
+    started = time.perf_counter()
+    with run.phase("features (train)", len(images), "img"):
+        features, spikes_per_image = features_of(run, model, kernels, images,
+                                                 "features (train)")
+    svm = SpikeCountSVM(c=run.params["svm_c"], transform=run.params["svm_feature_transform"])
+    with run.phase("svm fit", len(images), "img"):
+        svm.fit(features, labels)
+    train_accuracy = accuracy_score(labels, svm.predict(features))
+    seconds = time.perf_counter() - started
     silent = float(np.mean(spikes_per_image == 0))
-    run.log(f"svm: {data.n_train} images, {features.shape[1]} features, mean "
+    run.log(f"svm: {len(images)} images, {features.shape[1]} features, mean "
             f"{spikes_per_image.mean():.1f} output spikes/image ({silent:.1%} silent), "
             f"train accuracy {train_accuracy:.4f}, {seconds:.1f} s")
-    return {"train_accuracy": train_accuracy, "seconds": seconds}
+    return svm, {"train_accuracy": train_accuracy, "seconds": seconds}
 
 
 def test(run: Run) -> dict:
@@ -396,9 +432,8 @@ def test(run: Run) -> dict:
     started = time.perf_counter()
     svm_arrays = run.model_dir.load_svm()
     svm = SpikeCountSVM.from_arrays(svm_arrays)
-    with run.phase("features (test) and prediction", data.n_test, "img"):
-        features, _ = extract_features(run, model, data.test_images, "features (test)")
-        predicted = svm.predict(features)
+    predicted = predict_images(run, model, _kernels(run, model, range(1, model.n_conv_layers + 1)),
+                               svm, data.test_images)
     accuracy = float(accuracy_score(data.test_labels, predicted))
     seconds = time.perf_counter() - started
     results = {
@@ -413,6 +448,14 @@ def test(run: Run) -> dict:
     if run.plots:
         _testing_figures(run, model, data)
     return results
+
+
+def predict_images(run: Run, model: SequentialModel, kernels: dict[int, np.ndarray],
+                   svm: SpikeCountSVM, images: np.ndarray) -> np.ndarray:
+    """The SVM's labels for ``images`` (in memory)."""
+    with run.phase("features (test) and prediction", len(images), "img"):
+        features, _ = features_of(run, model, kernels, images, "features (test)")
+        return svm.predict(features)
 
 
 def _testing_figures(run: Run, model: SequentialModel, data: datasets.Dataset) -> list[Path]:

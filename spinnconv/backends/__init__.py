@@ -17,7 +17,7 @@ BACKENDS = {
     "spinnaker": ("spinnconv.backends.spinnaker", "SpiNNakerBackend"),
 }
 
-__all__ = ["BACKENDS", "Backend", "Connections", "STDPRule", "get_backend"]
+__all__ = ["BACKENDS", "Backend", "Connections", "STDPRule", "attach_backend", "get_backend"]
 
 
 def get_backend(name: str, **options) -> Backend:
@@ -27,3 +27,16 @@ def get_backend(name: str, **options) -> Backend:
     module_name, class_name = BACKENDS[name]
     module = importlib.import_module(module_name)
     return getattr(module, class_name)(**options)
+
+
+
+def attach_backend(sim) -> Backend:
+    """The backend whose simulator module is ``sim`` (matched on ``sim.__name__``; any
+    other PyNN module gets the generic one), building on ``sim`` as the caller set it up."""
+    from .base import PyNNBackend
+
+    for module_name, class_name in BACKENDS.values():
+        backend_class = getattr(importlib.import_module(module_name), class_name)
+        if getattr(sim, "__name__", None) == backend_class.module_name:
+            return backend_class.attach(sim)
+    return PyNNBackend.attach(sim)

@@ -118,6 +118,20 @@ class PyNNBackend(Backend):
             ) from err
         self.timestep_ms = 1.0
 
+    @classmethod
+    def attach(cls, sim) -> PyNNBackend:
+        """This backend's way of building networks on ``sim``, a ``pyNN.<simulator>``
+        module the caller has already set up (``sim.setup`` is not called again)."""
+        backend = cls.__new__(cls)
+        backend.sim = sim
+        backend.timestep_ms = float(sim.get_time_step())
+        backend._read_until_ms = {}
+        backend.attached()
+        return backend
+
+    def attached(self) -> None:
+        """What :meth:`setup` does besides ``sim.setup`` (for :meth:`attach`)."""
+
     # -- network construction -------------------------------------------------
     def setup(self, timestep_ms: float, seed: int) -> None:
         """Start a fresh simulation with time step ``timestep_ms``."""

@@ -38,12 +38,21 @@ class Brian2Backend(PyNNBackend):
     def setup(self, timestep_ms: float, seed: int) -> None:
         import brian2
 
+        self._quiet_clock(timestep_ms)
+        brian2.seed(int(seed))
+        super().setup(timestep_ms, seed)
+
+    def attached(self) -> None:
+        self._quiet_clock(self.timestep_ms)
+
+    def _quiet_clock(self, timestep_ms: float) -> None:
+        """Brian2 logs errors only; the default clock (spike sources) ticks at the time step."""
+        import brian2
+
         logging.getLogger("brian2").setLevel(logging.ERROR)
         brian2.prefs.logging.console_log_level = "ERROR"
         brian2.defaultclock.dt = float(timestep_ms) * brian2.ms
-        brian2.seed(int(seed))
         self._spikes_read: dict[int, int] = {}
-        super().setup(timestep_ms, seed)
 
     def stdp_mechanism(self, stdp: STDPRule):
         """Dendritic pairing as in NEST and sPyNNaker, with the board's weight step
