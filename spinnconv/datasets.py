@@ -35,9 +35,9 @@ from .errors import DataError, UsageError
 
 __all__ = [
     "DATASETS",
-    "OWN_DATASETS",
     "MNIST_FILES",
     "MNIST_MIRRORS",
+    "OWN_DATASETS",
     "Dataset",
     "load_dataset",
     "load_digits_dataset",

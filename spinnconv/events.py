@@ -208,7 +208,7 @@ def check_recording(path: str, events: np.ndarray, sensor_shape: tuple[int, int]
 def transform_recording(events: np.ndarray, downsample: int, denoise_ms: float
                         ) -> np.ndarray:
     """tonic's Denoise (``denoise_ms`` > 0) then Downsample (``downsample`` > 1)."""
-    import tonic.transforms as transforms
+    from tonic import transforms
 
     if denoise_ms > 0 and events.size:
         events = transforms.Denoise(filter_time=denoise_ms * 1000.0)(events)
