@@ -137,6 +137,14 @@ class Run:
         self.phases.append(record)
         self.log(format_phase(record))
 
+    def __post_init__(self) -> None:
+        # own data trained before: the image size is in the model dir, so modes that
+        # read no data (deploy, plot) resolve the same size-derived parameters
+        if self.dataset in datasets.OWN_DATASETS and self.model_dir.exists():
+            height, width, _ = self.model_dir.model().input_shape
+            self.params = resolve_parameters(self.dataset, self.overrides,
+                                             image_shape=(height, width))
+
     def log(self, message: str) -> None:
         """Print ``message`` and keep it for the run's log file."""
         print(message, flush=True)

@@ -388,7 +388,7 @@ def test_mixed_sizes_labels_one_class_nonfinite_are_refused(tmp_path):
     Image.fromarray(np.zeros((10, 14), np.uint8)).save(directory / "train" / "vertical" / "x.png")
     with pytest.raises(DataError, match="mixed sizes.*14×10"):
         load("folder", directory)
-    x, y = bar_images(20, 0)
+    _, y = bar_images(60, 1)
     cases = [
         ({"y_train": y - 1}, "label -1 is out of range"),
         ({"y_test": np.full(30, 7)}, "test label 7 is out of range"),
@@ -401,8 +401,6 @@ def test_mixed_sizes_labels_one_class_nonfinite_are_refused(tmp_path):
         ({"x_train": np.zeros((60, SIDE, SIDE), np.int32)}, "use uint8"),
     ]
     for number, (change, words) in enumerate(cases):
-        if "y_train" in change and len(change["y_train"]) != 60:
-            change = {"y_train": np.resize(change["y_train"], 60)}
         path = make_npz(tmp_path / f"bad{number}.npz", **change)
         with pytest.raises(DataError, match=words):
             load("npz", path)
