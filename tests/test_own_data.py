@@ -494,9 +494,11 @@ def test_cli_info_shows_what_will_be_built(tmp_path):
 
 def _all(tmp_path: Path, kind: str, source: Path, *extra: str) -> tuple[float, dict]:
     model_dir = tmp_path / "model"
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"train_patches": 600}))
     result = run_cli("--mode", "all", "--dataset", kind, "--source", str(source),
                      "--model-dir", str(model_dir), "--backend", "nest", "--quiet",
-                     "--no-plots", *extra)
+                     "--params", str(params), *extra)
     assert result.returncode == 0, result.stderr[-3000:]
     return accuracy_of(result), json.loads((model_dir / "results.json").read_text())
 
