@@ -482,10 +482,16 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None,
     For ``mnist``, ``data_dir`` is the folder holding the four IDX .gz files;
     ``digits`` ignores it. ``idx``, ``npz``, ``folder`` and ``events`` read
     ``source`` (see :mod:`spinnconv.own_data`) with ``options`` (the ``data``
-    parameters). With ``n_validation``, that many training images are held out
-    first (:meth:`Dataset.split` with ``seed``), then the first ``n_train`` of
-    the remaining training images are kept.
+    parameters). With ``n_validation``, the first ``n_train + n_validation``
+    training images are taken (all when ``n_train`` is None) and ``n_validation``
+    of them held out (:meth:`Dataset.split` with ``seed``), leaving ``n_train``.
     """
+    if n_validation is not None and (isinstance(n_validation, bool)
+                                     or not isinstance(n_validation, (Integral, np.integer))
+                                     or n_validation <= 0):
+        raise UsageError(f"--validation-examples must be a positive integer, got "
+                         f"{n_validation!r}")
+    n_needed = n_train + n_validation if n_train and n_validation else n_train
     if name == "digits":
         dataset = load_digits_dataset()
     elif name == "mnist":
@@ -498,11 +504,12 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None,
 
         if source is None:
             raise UsageError(f"--dataset {name} needs --source PATH ({OWN_DATASETS[name]})")
-        dataset = load_own_dataset(name, Path(source), {**(options or {}), "seed": seed})
+        dataset = load_own_dataset(name, Path(source), {**(options or {}), "seed": seed},
+                                   n_train=n_needed, n_test=n_test)
     else:
         raise UsageError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
     if n_validation:
-        dataset = dataset.split(n_validation, seed)
+        return dataset.subset(n_needed, n_test).split(n_validation, seed)
     if n_train is None and n_test is None:
         return dataset
     return dataset.subset(n_train, n_test)

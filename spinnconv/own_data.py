@@ -14,7 +14,9 @@
   lower case), each file one recording (see :mod:`spinnconv.events`).
 
 Classes of folders are the sub-folder names in sorted order (numerically when
-every name is a number). Every problem is one :class:`~spinnconv.errors.DataError`
+every name is a number); their files are taken in a fixed shuffled order, so
+the first N (``--train-examples``) hold every class, and only those N
+recordings of an event dataset are read. Every problem is one :class:`~spinnconv.errors.DataError`
 line naming the file and the fix, raised before anything is written; files too
 large for the available memory are refused before they are read.
 """
@@ -64,6 +66,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _IDX_DTYPES = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"),
                0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 _CHUNK_BYTES = 1 << 20
+#: Files of class folders are taken in one fixed shuffled order (the same in every
+#: run, whatever the seed), so that the first N images hold every class.
+FILE_ORDER_SEED = 0
 
 
 # --------------------------------------------------------------------------
@@ -347,11 +352,13 @@ def _labelled(train: dict[str, list[Path]], test: dict[str, list[Path]], where: 
         raise DataError(f"{where}: test class {unknown[0]!r} has no training folder; every "
                         f"test class needs training images")
     index = {name: k for k, name in enumerate(names)}
-    train_files = [path for name in names for path in train[name]]
-    train_labels = np.array([index[name] for name in names for _ in train[name]], np.int64)
-    test_files = [path for name in test for path in test[name]]
-    test_labels = np.array([index[name] for name in test for _ in test[name]], np.int64)
-    return names, train_files, train_labels, test_files, test_labels
+    splits = []
+    for classes in (train, test):
+        files = [path for name in classes for path in classes[name]]
+        labels = np.array([index[name] for name in classes for _ in classes[name]], np.int64)
+        order = np.random.default_rng(FILE_ORDER_SEED).permutation(len(files))
+        splits += [[files[k] for k in order], labels[order]]
+    return (names, *splits)
 
 
 def _read_picture(path: Path, grey: bool) -> np.ndarray:
@@ -443,7 +450,8 @@ def _sensor_option(options: dict) -> tuple[int, int] | None:
     return (height, width) if height > 0 else None
 
 
-def load_event_dataset(directory: Path, options: dict) -> Dataset:
+def load_event_dataset(directory: Path, options: dict, n_train: int | None = None,
+                       n_test: int | None = None) -> Dataset:
     if not directory.is_dir():
         raise DataError(f"event folder {directory} not found; pass --source DIR holding "
                         f"Train/<class>/*.bin and Test/<class>/*.bin")
@@ -455,6 +463,12 @@ def load_event_dataset(directory: Path, options: dict) -> Dataset:
     train = _class_files(train_root, EVENT_SUFFIXES, "recordings")
     test = _class_files(test_root, EVENT_SUFFIXES, "recordings")
     names, train_files, train_y, test_files, test_y = _labelled(train, test, directory)
+    for count, split in ((n_train, "training"), (n_test, "test")):
+        available = len(train_files if split == "training" else test_files)
+        if count is not None and count > available:
+            raise UsageError(f"{count} {split} recordings asked for, {available} available")
+    train_files, train_y = train_files[:n_train], train_y[:n_train]
+    test_files, test_y = test_files[:n_test], test_y[:n_test]
     files = train_files + test_files
     on_disk = sum(path.stat().st_size for path in files)
     _check_fits_memory(directory, on_disk * 3)  # 5-byte events become 13-byte records
@@ -490,14 +504,19 @@ _LOADERS = {"idx": load_idx_dataset, "npz": load_npz_dataset,
             "folder": load_folder_dataset, "events": load_event_dataset}
 
 
-def load_own_dataset(kind: str, source: Path, options: dict) -> Dataset:
+def load_own_dataset(kind: str, source: Path, options: dict, n_train: int | None = None,
+                     n_test: int | None = None) -> Dataset:
     """Dataset ``kind`` (idx, npz, folder, events) read from ``source``.
 
-    ``options`` are the ``data`` parameters and ``seed``.
+    ``options`` are the ``data`` parameters and ``seed``. For events only the
+    first ``n_train`` training and ``n_test`` test recordings are read (None:
+    all); the other kinds read everything (the caller takes the subset).
     """
     if kind not in _LOADERS:
         raise UsageError(f"unknown dataset kind {kind!r}; choose one of: "
                          f"{', '.join(_LOADERS)}")
     if not source.exists():
         raise DataError(f"--source {source} not found")
+    if kind == "events":
+        return load_event_dataset(source, options, n_train, n_test)
     return _LOADERS[kind](source, options)

@@ -316,6 +316,26 @@ def test_validation_split_is_seeded_training_images_only(tmp_path):
     assert len(events.val_images) == 3 and events.val_images.shape == (3, SIDE, SIDE)
 
 
+def test_validation_comes_from_the_first_train_plus_validation_images(tmp_path, monkeypatch):
+    params = resolve_parameters("npz")
+    data = load_dataset("npz", None, 30, 10, source=make_npz(tmp_path / "d.npz"),
+                        options=params["data"], n_validation=12, seed=1)
+    assert (data.n_train, data.n_validation, data.n_test) == (30, 12, 10)
+    everything = load("npz", tmp_path / "d.npz")
+    first = {row.tobytes() for row in everything.train_images[:42]}
+    assert all(row.tobytes() in first for row in (*data.train_images, *data.val_images))
+    with pytest.raises(UsageError, match="--validation-examples must be a positive integer"):
+        load_dataset("npz", None, source=tmp_path / "d.npz", n_validation=0)
+    # events: only the recordings asked for are read, and they hold every class
+    directory = make_events(tmp_path / "ev", n_train=12, n_test=6)
+    read = []
+    monkeypatch.setattr(own_data, "read_event_file",
+                        lambda path: read.append(path) or read_event_file(path))
+    events = load_dataset("events", None, 4, 3, source=directory, n_validation=2)
+    assert len(read) == 6 + 3 and (events.n_train, events.n_validation) == (4, 2)
+    assert set(np.concatenate([events.train_labels, events.val_labels])) == {0, 1, 2}
+
+
 def test_default_architecture_by_image_size():
     small = resolve_parameters("idx", image_shape=(12, 12))
     assert small["architecture"][0]["kernel_shape"] == [3, 3] and small["dog_size"] == 3
