@@ -396,9 +396,22 @@ def _refused(tmp_path: Path, kind: str, source: Path, words: str) -> None:
     assert not model_dir.exists() and snapshot(tmp_path) == before
 
 
-def test_cli_refuses_bad_npz_in_one_line_and_writes_nothing(tmp_path):
-    path = make_npz(tmp_path / "d.npz", y_test=None)
-    _refused(tmp_path, "npz", path, "missing array y_test")
+def test_cli_refuses_bad_data_in_one_line_and_writes_nothing(tmp_path):
+    from PIL import Image
+
+    _refused(tmp_path, "npz", make_npz(tmp_path / "d.npz", y_test=None),
+             "missing array y_test")
+    path = tmp_path / "objects.npz"
+    objects = np.empty(3, dtype=object)
+    np.savez(path, x_train=objects, y_train=np.arange(3), x_test=objects, y_test=np.arange(3))
+    _refused(tmp_path, "npz", path, "holds Python objects")
+    folder = make_folder(tmp_path / "f", n=30, split=True)
+    Image.fromarray(np.zeros((10, 14), np.uint8)).save(folder / "test" / "diagonal" / "x.png")
+    _refused(tmp_path, "folder", folder, "images of mixed sizes")
+    events = make_events(tmp_path / "ev", n_train=3, n_test=3)
+    target = events / "Test" / "1" / "00001.bin"
+    target.write_bytes(encode_nmnist(moving_bar(1, np.random.default_rng(0))[::-1]))
+    _refused(tmp_path, "events", events, "event times out of order")
 
 
 def test_mixed_sizes_labels_one_class_nonfinite_are_refused(tmp_path):
@@ -545,8 +558,11 @@ def test_all_on_an_npz(tmp_path):
 @pytest.mark.slow
 def test_all_on_a_folder_of_pngs(tmp_path):
     pytest.importorskip("pyNN.nest")
-    accuracy, results = _all(tmp_path, "folder", make_folder(tmp_path / "f", 210))
+    accuracy, results = _all(tmp_path, "folder", make_folder(tmp_path / "f", 210, colour=True))
     assert results["n_test"] == 42
+    manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
+    assert manifest["model"]["input_shape"] == [SIDE, SIDE, 6]  # ON/OFF per colour
+    assert (tmp_path / "model" / "figures" / "input_raster.png").is_file()
     assert accuracy >= 0.7
 
 
@@ -555,4 +571,13 @@ def test_all_on_event_recordings(tmp_path):
     pytest.importorskip("pyNN.nest")
     accuracy, results = _all(tmp_path, "events", make_events(tmp_path / "ev", 90, 45))
     assert results["n_test"] == 45
+    manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
+    assert manifest["model"]["input_shape"] == [SIDE, SIDE, 2]  # ON, OFF events
     assert accuracy >= 0.7
+    pytest.importorskip("spynnaker")
+    deployed = run_cli("--mode", "deploy", "--dataset", "events", "--backend", "spinnaker",
+                       "--virtual-board", "5", "--model-dir", str(tmp_path / "model"),
+                       "--quiet")
+    assert deployed.returncode == 0, deployed.stderr[-3000:]
+    report = json.loads((tmp_path / "model" / "deploy.json").read_text())
+    assert report
