@@ -580,4 +580,5 @@ def test_all_on_event_recordings(tmp_path):
                        "--quiet")
     assert deployed.returncode == 0, deployed.stderr[-3000:]
     report = json.loads((tmp_path / "model" / "deploy.json").read_text())
-    assert report
+    assert report["rows"][0]["layer"] == "input" and report["rows"][0]["shape"] == [SIDE, SIDE, 2]
+    assert report["total"]["cores"] > 0
