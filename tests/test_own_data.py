@@ -582,3 +582,15 @@ def test_all_on_event_recordings(tmp_path):
     report = json.loads((tmp_path / "model" / "deploy.json").read_text())
     assert report["rows"][0]["layer"] == "input" and report["rows"][0]["shape"] == [SIDE, SIDE, 2]
     assert report["total"]["cores"] > 0
+
+
+def test_input_channel_names_of_colour_and_event_inputs():
+    from spinnconv.figures import input_channel_names
+    from spinnconv.model import SequentialModel
+
+    dog = resolve_parameters("digits")
+    plain = {**dog, "dog": False}
+    assert input_channel_names(SequentialModel((8, 8, 2)), plain) == ["ON", "OFF"]
+    assert input_channel_names(SequentialModel((8, 8, 6)), dog)[:3] == ["R ON", "R OFF", "G ON"]
+    assert input_channel_names(SequentialModel((8, 8, 3)), plain) == ["R", "G", "B"]
+    assert input_channel_names(SequentialModel((8, 8, 1)), plain) is None
