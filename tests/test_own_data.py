@@ -577,7 +577,7 @@ def test_all_on_event_recordings(tmp_path):
     pytest.importorskip("spynnaker")
     deployed = run_cli("--mode", "deploy", "--dataset", "events", "--backend", "spinnaker",
                        "--virtual-board", "5", "--model-dir", str(tmp_path / "model"),
-                       "--quiet")
+                       "--params", str(tmp_path / "params.json"), "--quiet")
     assert deployed.returncode == 0, deployed.stderr[-3000:]
     report = json.loads((tmp_path / "model" / "deploy.json").read_text())
     assert report["rows"][0]["layer"] == "input" and report["rows"][0]["shape"] == [SIDE, SIDE, 2]
