@@ -60,6 +60,16 @@ DEFAULTS = {
     "kernel_l1": 0.35,            # kernels are rescaled to this mean weight (of w_max)
     "homeostasis_mv": 0.5,        # threshold change per chunk for rate deviations (0: off)
     "random_kernels": False,      # ablation: keep the random initial kernels (no STDP)
+    # --- the user's own data (--dataset idx | npz | folder | events) ---------
+    "data": {
+        "grey": False,            # colour images averaged to one grey channel (else K channels)
+        "test_fraction": 0.2,     # folder without train/ and test/: seeded stratified split
+        "sensor_height": 0,       # events: sensor size in pixels (0: largest coordinate + 1)
+        "sensor_width": 0,
+        "event_time_scale": 1.0,  # events: recording ms -> presentation ms (0.2: 300 -> 60)
+        "event_downsample": 1,    # events: tonic Downsample by this integer factor (1: off)
+        "event_denoise_ms": 0.0,  # events: tonic Denoise filter time (0: off)
+    },
     # --- readout ------------------------------------------------------------
     "svm_c": 0.01,                # LinearSVC regularisation
     "svm_feature_transform": "sqrt",  # spike counts -> sqrt (variance-stabilising), log1p, none
@@ -72,6 +82,12 @@ DEFAULTS = {
 }
 
 PER_DATASET = {
+    # event recordings (N-MNIST: 34×34, ~300 ms): ON/OFF events are the two input
+    # channels, a recording's 300 ms are pressed into a 60 ms presentation
+    "events": {
+        "presentation_ms": 60.0,
+        "data": {"event_time_scale": 0.2},
+    },
     # scikit-learn's bundled 8×8 digits: small DoG, one conv layer
     "digits": {
         "dog_size": 3,
@@ -97,3 +113,30 @@ PER_DATASET = {
         ],
     },
 }
+
+#: Values for images of other sizes (own data without an ``architecture`` in --params):
+#: the first entry whose bound is >= the larger image side applies (sides of at least
+#: ``MIN_IMAGE_SIDE`` pixels). Larger images need an architecture in --params.
+MIN_IMAGE_SIDE = 5
+BY_IMAGE_SIZE = [
+    # up to 16×16 (8×8 digits-like): small DoG, conv 3×3 with padding, pool 2×2
+    (16, {
+        "dog_size": 3,
+        "dog_sigma_center": 0.5,
+        "dog_sigma_surround": 1.0,
+        "architecture": [
+            {"kind": "conv", "n_kernels": 16, "kernel_shape": [3, 3], "padding": 1},
+            {"kind": "pool", "pool_shape": [2, 2]},
+            {"kind": "classifier"},
+        ],
+    }),
+    # up to 64×64 (28×28 MNIST-like): conv 30×5×5, pool 2×2, two-level window pyramid
+    (64, {
+        "train_patches": 3000,
+        "architecture": [
+            {"kind": "conv", "n_kernels": 30, "kernel_shape": [5, 5]},
+            {"kind": "pool", "pool_shape": [2, 2]},
+            {"kind": "classifier", "windows": [[6, 2], [3, 3]]},
+        ],
+    }),
+]

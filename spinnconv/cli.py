@@ -16,7 +16,7 @@ from . import interrupt
 from .backends import BACKENDS
 from .checkpoint import ModelDir
 from .config import check_backend_options, read_params_file, resolve_parameters
-from .datasets import DATASETS
+from .datasets import DATASETS, OWN_DATASETS
 from .errors import SpinnconvError, UsageError
 from .logs import quiet_libraries as _quiet_libraries
 
@@ -38,16 +38,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--layer", help="with --mode training: conv layer number (1, 2, ...) "
                         "or 'svm'")
     parser.add_argument("--dataset", default="digits", choices=DATASETS,
-                        help="digits (bundled 8×8, default) or mnist")
+                        help="digits (bundled 8×8, default), mnist, or your own data with "
+                        "--source: idx (IDX folder), npz (file), folder (a sub-folder of "
+                        "images per class), events (N-MNIST-style recordings)")
     parser.add_argument("--backend", default="brian2", choices=tuple(BACKENDS),
                         help="PyNN simulator (default brian2)")
-    parser.add_argument("--source", help="with loaddata/all on mnist: folder holding the four "
-                        "MNIST IDX .gz files to copy")
+    parser.add_argument("--source", help="mnist, with loaddata/all: folder holding the four "
+                        "MNIST IDX .gz files to copy; idx/npz/folder/events, every mode: the "
+                        "file or folder read in place")
     parser.add_argument("--data-dir", default="data", help="where datasets live (default data/)")
     parser.add_argument("--model-dir", default="model", help="checkpoint folder (default model/)")
     parser.add_argument("--seed", type=int, help="random seed (default: parameters.py)")
     parser.add_argument("--train-examples", type=int, help="use the first N training images")
     parser.add_argument("--test-examples", type=int, help="use the first N test images")
+    parser.add_argument("--validation-examples", type=int, metavar="N",
+                        help="hold out N training images (seeded) as a validation split: "
+                        "not trained on, their accuracy is reported")
     parser.add_argument("--params", help="JSON file overriding values of parameters.py")
     parser.add_argument("--jobs", type=int, default=1,
                         help="simulator processes that share the images (default 1)")
@@ -80,7 +86,7 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UsageError("--layer only goes with --mode training")
     if args.jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
-    for name in ("train_examples", "test_examples"):
+    for name in ("train_examples", "test_examples", "validation_examples"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be > 0, got {value}")
@@ -93,6 +99,7 @@ def make_run(args: argparse.Namespace):
     if args.seed is not None:
         overrides = {**overrides, "seed": args.seed}
     params = resolve_parameters(args.dataset, overrides)
+    source = Path(args.source) if args.source and args.dataset in OWN_DATASETS else None
     machine = {key: value for key, value in (("virtual_board", args.virtual_board),
                                              ("host", args.spinnaker_host),
                                              ("spalloc_server", args.spalloc_server))
@@ -102,7 +109,8 @@ def make_run(args: argparse.Namespace):
     return Run(params=params, dataset=args.dataset, data_dir=Path(args.data_dir),
                model_dir=ModelDir(args.model_dir), backend=args.backend, machine=machine,
                emulate_spinnaker=args.emulate_spinnaker, jobs=args.jobs,
-               n_train=args.train_examples, n_test=args.test_examples,
+               n_train=args.train_examples, n_test=args.test_examples, source=source,
+               n_validation=args.validation_examples, overrides=overrides,
                quiet=args.quiet or not sys.stderr.isatty(), plots=not args.no_plots)
 
 
@@ -139,7 +147,7 @@ def _run_mode(args: argparse.Namespace, run, argv: list[str]) -> None:
             pipeline.train_layer(run, int(args.layer))
     if args.mode == "all":
         started = time.perf_counter()
-        n_layers = run.model(run.load().image_shape).n_conv_layers
+        n_layers = run.model_for(run.load()).n_conv_layers
         for number in range(1, n_layers + 1):
             pipeline.train_layer(run, number)
             interrupt.check()
@@ -155,6 +163,9 @@ def _run_mode(args: argparse.Namespace, run, argv: list[str]) -> None:
         results = results if args.mode == "all" else pipeline.test(run)
         run.log(f"test images: {results['n_test']}, backend {results['backend']}, "
                 f"{results['seconds']:.1f} s; results in {run.model_dir.path / 'results.json'}")
+        if results.get("validation_accuracy") is not None:
+            run.log(f"validation accuracy: {results['validation_accuracy']:.4f} "
+                    f"({results['n_validation']} training images held out)")
         run.log(f"accuracy: {results['accuracy']:.4f}")
 
 

@@ -21,7 +21,8 @@ _STRICTLY_POSITIVE = {"timestep_ms", "presentation_ms", "chunk_images", "block_i
                       "max_rate_hz",
                       "train_patches", "train_chunk_patches", "svm_c", "synapse_delay_ms",
                       "pool_weight_na", "calibration_threshold_crossings", "kernel_l1", "dog_size",
-                      "dog_sigma_center", "dog_sigma_surround"}
+                      "dog_sigma_center", "dog_sigma_surround", "event_time_scale",
+                      "event_downsample", "test_fraction"}
 #: Parameters (or sub-parameters) that may be negative.
 _SIGNED = {"v_rest", "v_reset", "v_thresh", "i_offset"}
 _CHOICES = {"code": ("rate", "latency"), "svm_feature_transform": ("sqrt", "log1p", "none"),
@@ -118,19 +119,56 @@ def read_params_file(path: str | Path) -> dict:
     return overrides
 
 
+def size_parameters(image_shape: tuple[int, int]) -> dict:
+    """The ``parameters.BY_IMAGE_SIZE`` values for images of ``image_shape`` (H, W);
+    a one-line ``UsageError`` showing the --params architecture to write when no
+    entry fits."""
+    module = importlib.import_module("parameters")
+    table = getattr(module, "BY_IMAGE_SIZE", [])
+    smallest = int(getattr(module, "MIN_IMAGE_SIDE", 1))
+    height, width = (int(side) for side in image_shape[:2])
+    if min(height, width) >= smallest:
+        for bound, values in table:
+            if max(height, width) <= bound:
+                return copy.deepcopy(values)
+    example = json.dumps({"architecture": [
+        {"kind": "conv", "n_kernels": 30, "kernel_shape": [5, 5]},
+        {"kind": "pool", "pool_shape": [4, 4]}, {"kind": "classifier", "grid": 4}]})
+    sizes = f"{smallest}..{max((bound for bound, _ in table), default=smallest)}"
+    raise UsageError(f"no default architecture for {height}×{width} images (there is one for "
+                     f"sides of {sizes} px): write one in a --params file, e.g. {example}")
+
+
 def resolve_parameters(dataset: str, overrides: dict | None = None,
-                       where: str = "--params") -> dict:
-    """Defaults, then the dataset's values, then ``overrides``; validated."""
+                       where: str = "--params",
+                       image_shape: tuple[int, int] | None = None) -> dict:
+    """Defaults, then the dataset's values, then ``overrides``; validated.
+
+    With ``image_shape`` (own data, whose size is known once loaded) and no
+    ``architecture`` in the dataset's values or ``overrides``, the values of
+    :func:`size_parameters` come between the dataset's values and ``overrides``.
+    """
     defaults, per_dataset = default_parameters()
-    params = _merge(defaults, per_dataset.get(dataset, {}), f"parameters.PER_DATASET[{dataset!r}]")
-    params = _merge(params, overrides or {}, where)
+    dataset_values = per_dataset.get(dataset, {})
+    params = _merge(defaults, dataset_values, f"parameters.PER_DATASET[{dataset!r}]")
+    overrides = overrides or {}
+    if (image_shape is not None and "architecture" not in dataset_values
+            and "architecture" not in overrides):
+        params = _merge(params, size_parameters(image_shape), "parameters.BY_IMAGE_SIZE")
+    params = _merge(params, overrides, where)
     validate(params, defaults)
     return params
 
 
-def build_model(params: dict, image_shape: tuple[int, int]) -> SequentialModel:
-    """The ``SequentialModel`` of ``params['architecture']`` on encoded images."""
-    channels = 2 if params["dog"] else 1
+def build_model(params: dict, image_shape: tuple[int, int],
+                channels: int | None = None) -> SequentialModel:
+    """The ``SequentialModel`` of ``params['architecture']`` on encoded images.
+
+    ``channels`` is the number of input channels (default: 2 with DoG, 1 without,
+    for grey images).
+    """
+    if channels is None:
+        channels = 2 if params["dog"] else 1
     model = SequentialModel((image_shape[0], image_shape[1], channels))
     for number, entry in enumerate(params["architecture"], start=1):
         if not isinstance(entry, dict) or entry.get("kind") not in _LAYER_CLASSES:

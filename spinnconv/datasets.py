@@ -1,4 +1,6 @@
-"""Datasets: scikit-learn's bundled 8x8 digits and MNIST from IDX files.
+"""Datasets: scikit-learn's bundled 8x8 digits, MNIST from IDX files, and the
+user's own data (IDX files, a .npz, image folders, event recordings: see
+:mod:`spinnconv.own_data`).
 
 ``digits`` needs no files: it ships with scikit-learn and is split into train
 and test sets with a fixed seed, so every run sees the same split whatever the
@@ -35,6 +37,7 @@ __all__ = [
     "DATASETS",
     "MNIST_FILES",
     "MNIST_MIRRORS",
+    "OWN_DATASETS",
     "Dataset",
     "load_dataset",
     "load_digits_dataset",
@@ -43,7 +46,14 @@ __all__ = [
     "verify_mnist",
 ]
 
-DATASETS = ("digits", "mnist")
+#: Datasets read from the user's files, and what ``--source`` names for each.
+OWN_DATASETS = {
+    "idx": "a folder with train-images*, train-labels*, t10k-images*, t10k-labels* IDX files",
+    "npz": "a .npz file with arrays x_train, y_train, x_test, y_test",
+    "folder": "a folder with one sub-folder of PNG/JPEG images per class",
+    "events": "a folder Train/<class>/*.bin and Test/<class>/*.bin (N-MNIST layout)",
+}
+DATASETS = ("digits", "mnist", *OWN_DATASETS)
 
 #: SHA-256 and size in bytes of the four MNIST files (the gzipped originals).
 MNIST_FILES: dict[str, tuple[str, int]] = {
@@ -77,10 +87,14 @@ _CHUNK_BYTES = 1 << 20
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """Train and test images with integer labels.
+    """Train, test (and optionally validation) samples with integer labels.
 
-    Images are ``(N, H, W)``, uint8 (0..255) or float32 (0..1); labels are
-    ``(N,)`` int64.
+    Images are ``(N, H, W)`` or ``(N, H, W, K)`` (K colour channels), uint8
+    (0..255) or float (0..1); an event dataset holds
+    :class:`~spinnconv.events.EventRecordings` (shape ``(N, H, W)``) instead.
+    Labels are ``(N,)`` int64 in ``0 .. n_classes - 1``. The validation split,
+    when there is one, is part of the original training images
+    (:meth:`split`), never test images.
     """
 
     name: str
@@ -88,24 +102,48 @@ class Dataset:
     train_labels: np.ndarray
     test_images: np.ndarray
     test_labels: np.ndarray
+    val_images: np.ndarray | None = None
+    val_labels: np.ndarray | None = None
+    class_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        for split in ("train", "test"):
+        splits = ("train", "test", "val") if self.val_images is not None else ("train", "test")
+        for split in splits:
             images = getattr(self, f"{split}_images")
             labels = getattr(self, f"{split}_labels")
-            if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            if images.ndim not in (3, 4) or labels.ndim != 1 or len(images) != len(labels):
                 raise DataError(f"dataset {self.name!r}: {split} images {images.shape} "
                                 f"and labels {labels.shape} do not match")
-        if self.train_images.shape[1:] != self.test_images.shape[1:]:
-            raise DataError(f"dataset {self.name!r}: train images "
-                            f"{self.train_images.shape[1:]} and test images "
-                            f"{self.test_images.shape[1:]} differ in size")
+            if images.shape[1:] != self.train_images.shape[1:]:
+                raise DataError(f"dataset {self.name!r}: train images "
+                                f"{self.train_images.shape[1:]} and {split} images "
+                                f"{images.shape[1:]} differ in size")
 
     @property
     def image_shape(self) -> tuple[int, int]:
         """``(H, W)`` of one image, in pixels."""
-        height, width = self.train_images.shape[1:]
+        height, width = self.train_images.shape[1:3]
         return int(height), int(width)
+
+    @property
+    def channels(self) -> int:
+        """Colour channels of an image (1 for ``(N, H, W)``)."""
+        return int(self.train_images.shape[3]) if self.train_images.ndim == 4 else 1
+
+    @property
+    def is_events(self) -> bool:
+        """True when the samples are event recordings, not images."""
+        from .events import EventRecordings
+
+        return isinstance(self.train_images, EventRecordings)
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes: the largest label + 1."""
+        largest = [int(labels.max()) for labels in (self.train_labels, self.test_labels,
+                                                     self.val_labels)
+                   if labels is not None and labels.size]
+        return max(largest, default=-1) + 1
 
     @property
     def n_train(self) -> int:
@@ -115,6 +153,10 @@ class Dataset:
     def n_test(self) -> int:
         return len(self.test_labels)
 
+    @property
+    def n_validation(self) -> int:
+        return 0 if self.val_labels is None else len(self.val_labels)
+
     def subset(self, n_train: int | None = None, n_test: int | None = None) -> Dataset:
         """The first ``n_train`` training and ``n_test`` test images (None = all)."""
         n_train = _check_count("n_train", n_train, self.n_train, "training")
@@ -123,6 +165,24 @@ class Dataset:
                        train_labels=self.train_labels[:n_train],
                        test_images=self.test_images[:n_test],
                        test_labels=self.test_labels[:n_test])
+
+    def split(self, n_validation: int, seed: int) -> Dataset:
+        """Hold out ``n_validation`` training images as the validation split.
+
+        They are the last ``n_validation`` of a permutation of the training
+        images drawn with ``seed``; the rest stay training images, in their
+        original order (so :meth:`subset` still takes the first ones).
+        """
+        if self.val_images is not None:
+            raise UsageError(f"dataset {self.name!r} already has a validation split")
+        n_validation = _check_count("--validation-examples", n_validation, self.n_train - 1,
+                                    "training (one must stay for training)")
+        order = np.random.default_rng(seed).permutation(self.n_train)
+        held_out, kept = np.sort(order[-n_validation:]), np.sort(order[:-n_validation])
+        return replace(self, train_images=self.train_images[kept],
+                       train_labels=self.train_labels[kept],
+                       val_images=self.train_images[held_out],
+                       val_labels=self.train_labels[held_out])
 
 
 def _check_count(name: str, value, available: int, split: str) -> int:
@@ -414,12 +474,24 @@ def _mnist_arrays(images, labels) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None,
-                 n_train: int | None = None, n_test: int | None = None) -> Dataset:
+                 n_train: int | None = None, n_test: int | None = None, *,
+                 source: str | os.PathLike | None = None, options: dict | None = None,
+                 n_validation: int | None = None, seed: int = 0) -> Dataset:
     """Load dataset ``name`` (one of :data:`DATASETS`), optionally its first images.
 
     For ``mnist``, ``data_dir`` is the folder holding the four IDX .gz files;
-    ``digits`` ignores it.
+    ``digits`` ignores it. ``idx``, ``npz``, ``folder`` and ``events`` read
+    ``source`` (see :mod:`spinnconv.own_data`) with ``options`` (the ``data``
+    parameters). With ``n_validation``, the first ``n_train + n_validation``
+    training images are taken (all when ``n_train`` is None) and ``n_validation``
+    of them held out (:meth:`Dataset.split` with ``seed``), leaving ``n_train``.
     """
+    if n_validation is not None and (isinstance(n_validation, bool)
+                                     or not isinstance(n_validation, (Integral, np.integer))
+                                     or n_validation <= 0):
+        raise UsageError(f"--validation-examples must be a positive integer, got "
+                         f"{n_validation!r}")
+    n_needed = n_train + n_validation if n_train and n_validation else n_train
     if name == "digits":
         dataset = load_digits_dataset()
     elif name == "mnist":
@@ -427,8 +499,17 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None,
             raise UsageError("dataset 'mnist' needs a data directory holding the four "
                              "IDX .gz files")
         dataset = load_mnist_dataset(data_dir)
+    elif name in OWN_DATASETS:
+        from .own_data import load_own_dataset
+
+        if source is None:
+            raise UsageError(f"--dataset {name} needs --source PATH ({OWN_DATASETS[name]})")
+        dataset = load_own_dataset(name, Path(source), {**(options or {}), "seed": seed},
+                                   n_train=n_needed, n_test=n_test)
     else:
         raise UsageError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    if n_validation:
+        return dataset.subset(n_needed, n_test).split(n_validation, seed)
     if n_train is None and n_test is None:
         return dataset
     return dataset.subset(n_train, n_test)

@@ -32,6 +32,7 @@ __all__ = [
     "dog_kernel",
     "encode",
     "encoded_shape",
+    "input_spikes",
     "latency_code",
     "rate_code",
     "to_unit_range",
@@ -178,11 +179,14 @@ def dog_filter(images, size: int, sigma_center: float,
 
 
 def to_unit_range(images) -> np.ndarray:
-    """Scale images to float32 in [0, 1], with a channel axis.
+    """Scale images to float32 in [0, 1], with a channel axis, each image on its own.
 
-    ``uint8`` is divided by 255; any other dtype by the array's maximum (when
-    it is > 0). ``(N, H, W)`` becomes ``(N, H, W, 1)``; ``(N, H, W, C)`` keeps
-    its shape. Negative values raise ``UsageError``.
+    ``uint8`` is divided by 255 and ``uint16`` by 65535 (the range the dtype
+    declares); any other dtype is kept where an image's maximum is at most 1,
+    and divided by that image's maximum otherwise. So an image's intensities
+    never depend on the other images of the batch. ``(N, H, W)`` becomes
+    ``(N, H, W, 1)``; ``(N, H, W, C)`` keeps its shape. Negative values raise
+    ``UsageError``.
     """
     array = _numeric_array("images", images)
     if array.ndim == 3:
@@ -190,16 +194,16 @@ def to_unit_range(images) -> np.ndarray:
     elif array.ndim != 4:
         raise UsageError(f"images must have shape (N, H, W) or (N, H, W, C), "
                          f"got {array.shape}")
-    if array.dtype == np.uint8:
-        return (array.astype(np.float32) / np.float32(255.0))
+    if array.dtype in (np.uint8, np.uint16):
+        full_scale = np.float32(np.iinfo(array.dtype).max)
+        return array.astype(np.float32) / full_scale
     values = array.astype(np.float64)
     if values.size == 0:
         return values.astype(np.float32)
     if values.min() < 0:
         raise UsageError(f"images must be non-negative, minimum is {values.min()}")
-    peak = values.max()
-    if peak > 0:
-        values = values / peak
+    peak = values.max(axis=(1, 2, 3), keepdims=True)
+    values = values / np.maximum(peak, 1.0)
     return np.clip(values, 0.0, 1.0).astype(np.float32)
 
 
@@ -320,36 +324,57 @@ def _check_params(params: Mapping) -> dict:
     return out
 
 
-def encoded_shape(image_shape: tuple[int, int], params: Mapping) -> tuple[int, int, int]:
-    """Shape ``(H, W, C)`` of the input layer: C = 2 with DoG, 1 without."""
+def encoded_shape(image_shape: tuple[int, ...], params: Mapping) -> tuple[int, int, int]:
+    """Shape ``(H, W, C)`` of the input layer of images ``(H, W)`` or ``(H, W, K)``:
+    ``C = 2 K`` with DoG (ON and OFF per image channel), ``K`` without (K = 1 for
+    ``(H, W)``)."""
     params = _check_params(params)
-    if len(image_shape) != 2:
-        raise UsageError(f"image_shape must be (H, W), got {tuple(image_shape)}")
+    if len(image_shape) not in (2, 3):
+        raise UsageError(f"image_shape must be (H, W) or (H, W, K), got {tuple(image_shape)}")
     height, width = (_integer("image height", image_shape[0]),
                      _integer("image width", image_shape[1]))
-    return (height, width, 2 if params["dog"] else 1)
+    colours = _integer("image channels", image_shape[2]) if len(image_shape) == 3 else 1
+    return (height, width, colours * (2 if params["dog"] else 1))
 
 
 def encode(images, params: Mapping, rng: np.random.Generator | None = None
            ) -> LayerSpikes:
-    """Encode a batch of images ``(N, H, W)`` (uint8 or float) as input spikes.
+    """Encode a batch of images ``(N, H, W)`` or ``(N, H, W, K)`` (uint8 or float)
+    as input spikes.
 
     ``params`` keys: ``dog`` (bool), ``dog_size``, ``dog_sigma_center``,
     ``dog_sigma_surround`` (pixels), ``code`` (``"latency"`` or ``"rate"``),
     ``presentation_ms``, ``timestep_ms``, ``latency_threshold``,
     ``max_rate_hz``. ``rng`` only affects the rate code (Bernoulli mode).
-    Returns spikes of shape ``(H, W, 2)`` with DoG, ``(H, W, 1)`` without.
+    Returns spikes of shape ``(H, W, 2 K)`` with DoG (ON, OFF of image channel
+    0, then of channel 1, ...), ``(H, W, K)`` without; K = 1 for ``(N, H, W)``.
+    Each image is scaled on its own (:func:`to_unit_range`), so its spikes do not
+    depend on the rest of the batch (with ``rng`` None).
     """
     params = _check_params(params)
     array = _numeric_array("images", images)
-    if array.ndim != 3:
-        raise UsageError(f"images must have shape (N, H, W), got {array.shape}")
+    if array.ndim not in (3, 4):
+        raise UsageError(f"images must have shape (N, H, W) or (N, H, W, K), got "
+                         f"{array.shape}")
     intensity = to_unit_range(array)
     if params["dog"]:
-        intensity = dog_filter(intensity[..., 0], params["dog_size"],
-                               params["dog_sigma_center"], params["dog_sigma_surround"])
+        intensity = np.concatenate(
+            [dog_filter(intensity[..., k], params["dog_size"], params["dog_sigma_center"],
+                        params["dog_sigma_surround"]) for k in range(intensity.shape[-1])],
+            axis=-1)
     if params["code"] == "latency":
         return latency_code(intensity, params["presentation_ms"], params["timestep_ms"],
                             params["latency_threshold"])
     return rate_code(intensity, params["presentation_ms"], params["max_rate_hz"],
                      params["timestep_ms"], rng=rng)
+
+
+def input_spikes(samples, params: Mapping, rng: np.random.Generator | None = None
+                 ) -> LayerSpikes:
+    """Input spikes of one dataset split: images are encoded (:func:`encode`),
+    event recordings binned (:meth:`spinnconv.events.EventRecordings.to_spikes`)."""
+    from .events import EventRecordings
+
+    if isinstance(samples, EventRecordings):
+        return samples.to_spikes(params)
+    return encode(samples, params, rng=rng)

@@ -14,11 +14,24 @@ import quantities as pq
 from . import plots
 
 
+def input_channel_names(model, params: dict) -> list[str] | None:
+    """Names of the input channels: ON/OFF (DoG or events), per colour for colour
+    images (R ON, R OFF, ... with DoG; R, G, B without)."""
+    channels = model.input_shape[2]
+    if channels == 2:
+        return ["ON", "OFF"]
+    colours = ["R", "G", "B"] if channels in (3, 6) else None
+    if params["dog"] and channels % 2 == 0:
+        colours = colours or [str(k) for k in range(channels // 2)]
+        return [f"{colour} {polarity}" for colour in colours for polarity in ("ON", "OFF")]
+    return colours if channels == 3 else None
+
+
 def training_figures(model_dir: Path, model, number: int, params: dict) -> list[Path]:
     """Kernels and membrane traces of conv layer ``number``, and all convergence curves."""
     figures = model_dir / "figures"
     arrays = dict(np.load(model_dir / f"layer{number}.npz", allow_pickle=False))
-    names = ["ON", "OFF"] if number == 1 and params["dog"] else None
+    names = input_channel_names(model, params) if number == 1 else None
     written = [plots.plot_kernels(arrays["kernels"], figures / f"kernels_layer{number}.png",
                                   f"Conv layer {number}: kernels learned by STDP",
                                   channel_names=names)]
@@ -50,7 +63,7 @@ def testing_figures(model_dir: Path, model, input_spikes, layer_spikes, image,
     """Confusion matrix, the input raster of one test image and its activity per layer."""
     figures = model_dir / "figures"
     results = json.loads((model_dir / "results.json").read_text())
-    names = ["ON", "OFF"] if params["dog"] else None
+    names = input_channel_names(model, params)
     written = [
         plots.plot_confusion_matrix(results["confusion_matrix"],
                                     figures / "confusion_matrix.png", results["accuracy"]),

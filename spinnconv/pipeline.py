@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 from . import datasets, figures
 from .backends import get_backend
 from .checkpoint import ModelDir, write_json, write_text
-from .config import build_model
-from .encoding import encode
+from .config import build_model, resolve_parameters
+from .encoding import encoded_shape, input_spikes
 from .errors import UsageError
 from .model import SequentialModel
 from .network import run_images
@@ -95,6 +95,9 @@ class Run:
     emulate_spinnaker: bool = False
     n_train: int | None = None
     n_test: int | None = None
+    source: Path | None = None  # own data (idx, npz, folder, events): the file or folder
+    n_validation: int | None = None  # training images held out as the validation split
+    overrides: dict = field(default_factory=dict)  # --params and --seed, for own data
     quiet: bool = False
     plots: bool = True
     jobs: int = 1  # simulator processes for feature extraction
@@ -105,6 +108,7 @@ class Run:
     main_peak_mb: float = 0.0  # largest peak RSS of this process over the finished phases
     phase_worker_peak_mb: float = 0.0  # largest worker peak in the current phase
     phase_workers: int = 0  # worker processes that ran in the current phase
+    _data: datasets.Dataset | None = field(default=None, repr=False)
 
     def note_workers(self, peaks_mb: list[float], workers: int) -> None:
         """Record the peak memory of ``workers`` worker processes that just ran."""
@@ -134,6 +138,14 @@ class Run:
         self.phases.append(record)
         self.log(format_phase(record))
 
+    def __post_init__(self) -> None:
+        # own data trained before: the image size is in the model dir, so modes that
+        # read no data (deploy, plot) resolve the same size-derived parameters
+        if self.dataset in datasets.OWN_DATASETS and self.model_dir.exists():
+            height, width, _ = self.model_dir.model().input_shape
+            self.params = resolve_parameters(self.dataset, self.overrides,
+                                             image_shape=(height, width))
+
     def log(self, message: str) -> None:
         """Print ``message`` (unless ``echo`` is off) and keep it for the run's log file."""
         if self.echo:
@@ -145,10 +157,25 @@ class Run:
         return self.data_dir / self.dataset
 
     def load(self) -> datasets.Dataset:
-        return datasets.load_dataset(self.dataset, self.dataset_dir, self.n_train, self.n_test)
+        """The dataset of this run (read once). For own data the parameters are
+        resolved again with the images' size (default architecture by size)."""
+        if self._data is None:
+            self._data = datasets.load_dataset(
+                self.dataset, self.dataset_dir, self.n_train, self.n_test,
+                source=self.source, options=self.params.get("data"),
+                n_validation=self.n_validation, seed=int(self.params["seed"]))
+            if self.dataset in datasets.OWN_DATASETS:
+                self.params = resolve_parameters(self.dataset, self.overrides,
+                                                 image_shape=self._data.image_shape)
+        return self._data
 
     def model(self, image_shape) -> SequentialModel:
         return build_model(self.params, image_shape)
+
+    def model_for(self, data: datasets.Dataset) -> SequentialModel:
+        """The model on ``data``'s input layer: (H, W, 2) for events (ON, OFF), the
+        encoded image channels otherwise."""
+        return build_model(self.params, data.image_shape, input_shape(data, self.params)[2])
 
     def make_backend(self):
         if self.backend != "spinnaker":
@@ -161,8 +188,33 @@ class Run:
         return get_backend("spinnaker", work_dir=self.model_dir.path / "spinnaker", **machine)
 
 
+def input_shape(data: datasets.Dataset, params: dict) -> tuple[int, int, int]:
+    """Shape ``(H, W, C)`` of the input layer for ``data``."""
+    if data.is_events:
+        return (*data.image_shape, 2)
+    return encoded_shape((*data.image_shape, data.channels), params)
+
+
+def describe_data(data: datasets.Dataset) -> str:
+    """One line: kind, sizes, classes and split sizes of ``data``."""
+    if data.is_events:
+        kind = f"event recordings on a {data.image_shape[0]}×{data.image_shape[1]} sensor"
+    else:
+        colour = f"×{data.channels}" if data.channels > 1 else ""
+        kind = f"images {data.image_shape[0]}×{data.image_shape[1]}{colour}"
+    names = (f" ({', '.join(data.class_names[:10])}{', ...' if data.n_classes > 10 else ''})"
+             if data.class_names else "")
+    validation = f" / {data.n_validation} validation" if data.n_validation else ""
+    return (f"{data.name}: {kind}, {data.n_classes} classes{names}, {data.n_train} train"
+            f"{validation} / {data.n_test} test")
+
+
 def load_data(run: Run, source: str | None = None) -> None:
-    """``--mode loaddata``: make the dataset available under ``data_dir``."""
+    """``--mode loaddata``: make the dataset available under ``data_dir``.
+
+    Own data (idx, npz, folder, events) is read and checked where it is
+    (``--source``, checksums, sizes, labels, pixel values); nothing is copied.
+    """
     if run.dataset == "digits":
         data = datasets.load_digits_dataset()
         run.log(f"digits: bundled with scikit-learn, {data.n_train} train / {data.n_test} "
@@ -171,6 +223,13 @@ def load_data(run: Run, source: str | None = None) -> None:
     if run.dataset == "mnist":
         path = datasets.prepare_mnist(run.dataset_dir, source=source)
         run.log(f"mnist: verified the four IDX files (SHA-256) in {path}")
+        return
+    if run.dataset in datasets.OWN_DATASETS:
+        if source is not None:
+            run.source = Path(source)
+        data = run.load()
+        run.log(f"{describe_data(data)}; read and checked in {run.source} (used in place, "
+                f"nothing copied)")
         return
     datasets.load_dataset(run.dataset, run.dataset_dir)  # raises the unknown-dataset error
 
@@ -228,7 +287,7 @@ def fit_conv_layer(run: Run, model: SequentialModel, number: int, images: np.nda
                     "each chunk, not after every spike as on the board (brian2 does that)")
     started = time.perf_counter()
     n_images = min(len(images), int(run.params["train_patches"]))
-    spikes = encode(images[:n_images], run.params)
+    spikes = input_spikes(images[:n_images], run.params)
     if position > 0:
         with run.phase(f"layer {number} input (layers 1..{position})", n_images, "img"):
             spikes = simulate(run, model, kernels, spikes, upto=position,
@@ -264,7 +323,7 @@ def fit_conv_layer(run: Run, model: SequentialModel, number: int, images: np.nda
 def train_layer(run: Run, number: int) -> dict:
     """``--mode training --layer N``: learn conv layer N's kernels with STDP."""
     data = run.load()
-    model = run.model(data.image_shape)
+    model = run.model_for(data)
     if not 1 <= number <= model.n_conv_layers:
         raise UsageError(f"--layer {number} does not exist: the model has conv layers "
                          f"1..{model.n_conv_layers} (and 'svm')")
@@ -303,7 +362,7 @@ def _count_block(backend_name: str, machine: dict, model_dir: Path, model_spec: 
     """Spike counts ``(len(images), n_out)`` of the last layer for one block of images,
     simulated by a fresh network; also returns this process's peak memory in MB."""
     spikes, peak_mb = _simulate_shard(backend_name, machine, model_dir, model_spec, kernels,
-                                      params, encode(images, params), upto=None,
+                                      params, input_spikes(images, params), upto=None,
                                       description="", quiet=True)
     return spikes.counts(dtype=np.uint16), peak_mb
 
@@ -388,21 +447,28 @@ def simulate(run: Run, model: SequentialModel, kernels: dict, spikes: LayerSpike
 def train_svm(run: Run) -> dict:
     """``--mode training --layer svm``: fit the SVM on the training images' features."""
     data = run.load()
-    model = run.model(data.image_shape)
+    model = run.model_for(data)
     if not run.model_dir.exists():
         _require_layers({"trained": {"layers": []}}, model.n_conv_layers, "the SVM")
     manifest = run.model_dir.start(model, run.params, run.dataset, run.backend, create=False)
     _require_layers(manifest, model.n_conv_layers, "the SVM")
-    svm, fitted = fit_readout(run, model, _kernels(run, model, range(1, model.n_conv_layers + 1)),
-                              data.train_images, data.train_labels)
-    run.model_dir.save_svm(manifest, {**svm.to_arrays(), "n_train": np.asarray(data.n_train)})
+    kernels = _kernels(run, model, range(1, model.n_conv_layers + 1))
+    svm, fitted = fit_readout(run, model, kernels, data.train_images, data.train_labels,
+                              data.val_images if data.n_validation else None,
+                              data.val_labels if data.n_validation else None)
+    held_out = {k: np.asarray(fitted[k]) for k in ("validation_accuracy", "n_validation")
+                if k in fitted}
+    run.model_dir.save_svm(manifest, {**svm.to_arrays(), "n_train": np.asarray(data.n_train),
+                                      **held_out})
     return fitted
 
 
 def fit_readout(run: Run, model: SequentialModel, kernels: dict[int, np.ndarray],
-                images: np.ndarray, labels: np.ndarray) -> tuple[SpikeCountSVM, dict]:
+                images, labels: np.ndarray, val_images=None,
+                val_labels: np.ndarray | None = None) -> tuple[SpikeCountSVM, dict]:
     """Fit the SVM on the features of ``images`` (in memory); returns it and
-    ``{"train_accuracy", "seconds"}``, and logs a one-line summary."""
+    ``{"train_accuracy", "seconds"}`` (and ``validation_accuracy``, ``n_validation``
+    when validation images are given), and logs a one-line summary."""
     started = time.perf_counter()
     with run.phase("features (train)", len(images), "img"):
         features, spikes_per_image = features_of(run, model, kernels, images,
@@ -411,18 +477,28 @@ def fit_readout(run: Run, model: SequentialModel, kernels: dict[int, np.ndarray]
     with run.phase("svm fit", len(images), "img"):
         svm.fit(features, labels)
     train_accuracy = accuracy_score(labels, svm.predict(features))
+    held_out = {}
+    if val_images is not None and len(val_images):
+        with run.phase("features (validation) and prediction", len(val_images), "img"):
+            val_features, _ = features_of(run, model, kernels, val_images,
+                                          "features (validation)")
+            held_out["validation_accuracy"] = float(
+                accuracy_score(val_labels, svm.predict(val_features)))
+        held_out["n_validation"] = len(val_images)
     seconds = time.perf_counter() - started
     silent = float(np.mean(spikes_per_image == 0))
+    validation = (f", validation accuracy {held_out['validation_accuracy']:.4f} "
+                  f"({held_out['n_validation']} images)" if held_out else "")
     run.log(f"svm: {len(images)} images, {features.shape[1]} features, mean "
             f"{spikes_per_image.mean():.1f} output spikes/image ({silent:.1%} silent), "
-            f"train accuracy {train_accuracy:.4f}, {seconds:.1f} s")
-    return svm, {"train_accuracy": train_accuracy, "seconds": seconds}
+            f"train accuracy {train_accuracy:.4f}{validation}, {seconds:.1f} s")
+    return svm, {"train_accuracy": train_accuracy, "seconds": seconds, **held_out}
 
 
 def test(run: Run) -> dict:
     """``--mode testing``: accuracy on the test images; writes ``results.json``."""
     data = run.load()
-    model = run.model(data.image_shape)
+    model = run.model_for(data)
     if not run.model_dir.exists():
         raise UsageError(f"no model in {run.model_dir.path}: train the layers and the SVM "
                          "first (--mode training ..., or --mode all)")
@@ -439,10 +515,15 @@ def test(run: Run) -> dict:
     results = {
         "accuracy": accuracy, "n_train": int(svm_arrays["n_train"]),
         "n_test": data.n_test, "backend": run.backend, "dataset": run.dataset,
-        "confusion_matrix": confusion_matrix(data.test_labels, predicted,
-                                             labels=np.arange(10)).tolist(),
+        "confusion_matrix": confusion_matrix(
+            data.test_labels, predicted,
+            labels=np.arange(max(data.n_classes, int(np.max(svm_arrays["classes"])) + 1))
+        ).tolist(),
         "seconds": seconds, "peak_memory_mb": peak_memory_mb(),
         "seed": run.params["seed"],
+        "validation_accuracy": (float(svm_arrays["validation_accuracy"])
+                                if "validation_accuracy" in svm_arrays else None),
+        "n_validation": int(svm_arrays.get("n_validation", 0)),
     }
     write_json(run.model_dir.path / "results.json", results)
     if run.plots:
@@ -460,12 +541,17 @@ def predict_images(run: Run, model: SequentialModel, kernels: dict[int, np.ndarr
 
 def _testing_figures(run: Run, model: SequentialModel, data: datasets.Dataset) -> list[Path]:
     """Figures of one test image run through every layer, and of the test results."""
-    image = data.test_images[:1]
-    input_spikes = encode(image, run.params)
+    sample = data.test_images[:1]
+    spikes = input_spikes(sample, run.params)
+    if data.is_events:
+        image = sample.frames()
+    else:
+        image = np.asarray(sample, dtype=np.float32)
+        image = image.mean(axis=3) if image.ndim == 4 else image
     kernels = _kernels(run, model, range(1, model.n_conv_layers + 1))
-    layers = run_images(run.make_backend(), model, kernels, run.params, input_spikes,
+    layers = run_images(run.make_backend(), model, kernels, run.params, spikes,
                         quiet=True, record_all=True)
-    return figures.testing_figures(run.model_dir.path, model, input_spikes, layers, image[0],
+    return figures.testing_figures(run.model_dir.path, model, spikes, layers, image[0],
                                    run.params)
 
 
@@ -540,7 +626,9 @@ def write_record(run: Run, argv: list[str], results: dict, seconds: float) -> di
         "dataset": run.dataset, "backend": run.backend, "seed": run.params["seed"],
         "jobs": run.jobs, "cores": os.cpu_count(),
         "n_train": results["n_train"], "n_test": results["n_test"],
-        "accuracy": results["accuracy"], "total_seconds": round(seconds, 1),
+        "accuracy": results["accuracy"],
+        "validation_accuracy": results.get("validation_accuracy"),
+        "total_seconds": round(seconds, 1),
         "peak_memory_mb": round(main_peak_mb, 1),
         "worker_peak_memory_mb": round(run.worker_peak_mb, 1),
         "peak_memory_bound_mb": round(bound_mb, 1),
@@ -575,6 +663,11 @@ def info(run: Run) -> str:
         results = run.model_dir.path / "results.json"
         if results.is_file():
             status += f"; last test accuracy {json.loads(results.read_text())['accuracy']:.4f}"
+    elif run.dataset in datasets.OWN_DATASETS:
+        data = run.load()
+        model = run.model_for(data)
+        status = (f"{describe_data(data)}\nmodel dir {run.model_dir.path}: nothing trained "
+                  f"yet")
     else:
         if image_shape is None:
             raise UsageError(f"unknown dataset '{run.dataset}'; choose one of: "

@@ -77,7 +77,8 @@ def test_subset_and_its_errors():
 def test_unknown_dataset():
     with pytest.raises(UsageError) as error:
         ds.load_dataset("cifar", None)
-    assert _one_line(error) == "unknown dataset 'cifar'; choose one of: digits, mnist"
+    assert _one_line(error) == ("unknown dataset 'cifar'; choose one of: digits, mnist, idx, npz, "
+                                 "folder, events")
 
 
 # ---------------------------------------------------------------- MNIST

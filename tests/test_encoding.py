@@ -231,8 +231,8 @@ def test_encode_shapes(dog, channels, code):
 def test_encode_without_dog_uint8_and_float_agree():
     images = (np.random.default_rng(2).random((2, 6, 6)) * 255).astype(np.uint8)
     params = dict(PARAMS, dog=False)
-    # float input is scaled by its own maximum, so compare with a full-range image
-    images[0, 0, 0] = 255
+    # float input above 1 is scaled by each image's own maximum: give both a 255 pixel
+    images[:, 0, 0] = 255
     a = en.encode(images, params)
     b = en.encode(images.astype(np.float64), params)
     np.testing.assert_array_equal(a.neuron, b.neuron)
