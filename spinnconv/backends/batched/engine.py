@@ -1,0 +1,219 @@
+"""Numba kernels of the batched engine: NEST's ``iaf_psc_exp`` and ``stdp_synapse`` on
+the time grid, in NEST's arithmetic order.
+
+One network is a set of ``IF_curr_exp`` populations (neurons ``0..N-1``), spike
+sources (``0..N_src-1``) and one synapse table in CSR form over the presynaptic
+index ``[sources, neurons]``. A synapse's ``target`` is ``post`` (excitatory) or
+``N + post`` (inhibitory, negative weight in pA, as PyNN hands it to NEST); its
+input goes into a ring buffer slot ``delay`` steps ahead.
+
+Per time step ``s`` (NEST's order): every neuron integrates with its current
+synaptic currents (or counts down its refractory steps), the currents decay, the
+input of slot ``s`` is added, the threshold is checked (reset, refractory
+counter); then the spikes of step ``s`` (sources emitting at ``s``, then neurons
+in index order) are delivered: each synapse adds its weight to the slot of step
+``s + delay``. A plastic synapse first updates its weight as ``stdp_synapse``
+does for a presynaptic spike (dendritic delay: post spikes seen ``delay`` later,
+facilitation from the post spikes since the previous pre spike, then depression).
+A spike emitted at step ``s`` carries the time stamp ``(s + 1) * h``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+from numba import prange
+
+#: ``kernel().connection_manager.get_stdp_eps()`` of NEST
+STDP_EPS_MS = 1.0e-6
+
+
+@nb.njit(cache=True, inline="always")
+def _k_value(hist_t, hist_k, count, t, tau_minus_inv):
+    """``ArchivingNode::get_K_value(t)``: the post trace just before ``t``."""
+    i = count - 1
+    while i >= 0:
+        if t - hist_t[i] > STDP_EPS_MS:
+            return hist_k[i] * math.exp((hist_t[i] - t) * tau_minus_inv)
+        i -= 1
+    return 0.0
+
+
+@nb.njit(cache=True)
+def advance(step_start, step_stop, h_ms,
+            pop_start, pop_p22, pop_p21ex, pop_p21in, pop_p11ex, pop_p11in, pop_p20,
+            pop_i_e, pop_refractory_steps, pop_v_reset, theta,
+            v, i_ex, i_in, refractory, ring,
+            src_step, src_neuron, src_cursor, n_sources,
+            syn_ptr, syn_target, syn_weight, syn_delay, syn_plastic,
+            stdp, pl_kplus, pl_tlast,
+            plastic_post, hist_t, hist_k, hist_count, k_minus, last_spike_ms,
+            record_column, image_of_step, n_images, image_offset, counts,
+            events, n_events, v_record_neuron, v_record, spiking):
+    """Advance the network from step ``step_start`` to ``step_stop`` (exclusive).
+
+    ``stdp`` = ``[w_max_pa, lambda, alpha, tau_plus_ms, tau_minus_inv, mu_plus, mu_minus]``.
+    Spikes of neurons with ``record_column[n] >= 0`` are counted in
+    ``counts[image_offset + image_of_step[s], column]`` (when ``counts`` has rows)
+    and appended to ``events`` as ``(n, s)`` while it has room; ``n_events[0]``
+    counts all of them. ``v_record[s - step_start, k]`` gets the membrane
+    potential (relative to rest) of ``v_record_neuron[k]`` after step ``s``.
+    """
+    n_neurons = v.size
+    n_slots = ring.shape[0]
+    n_pops = pop_start.size - 1
+    count_rows = counts.shape[0]
+    event_capacity = events.shape[0]
+    w_max = stdp[0]
+    lam = stdp[1]
+    alpha_lambda = stdp[2] * stdp[1]
+    tau_plus = stdp[3]
+    tau_minus_inv = stdp[4]
+    mu_plus = stdp[5]
+    mu_minus = stdp[6]
+    n_src_events = src_step.size
+    for s in range(step_start, step_stop):
+        slot = s % n_slots
+        n_spiking = 0
+        t_stamp = (s + 1) * h_ms
+        for p in range(n_pops):
+            p22 = pop_p22[p]
+            p21ex = pop_p21ex[p]
+            p21in = pop_p21in[p]
+            p11ex = pop_p11ex[p]
+            p11in = pop_p11in[p]
+            drive = (pop_i_e[p] + 0.0) * pop_p20[p]
+            quiet = pop_i_e[p] == 0.0
+            for n in range(pop_start[p], pop_start[p + 1]):
+                b_ex = ring[slot, n]
+                b_in = ring[slot, n_neurons + n]
+                vn = v[n]
+                r = refractory[n]
+                if (quiet and r == 0 and vn == 0.0 and i_ex[n] == 0.0 and i_in[n] == 0.0
+                        and b_ex == 0.0 and b_in == 0.0 and theta[n] > 0.0):
+                    continue  # at rest, no input: every update below leaves it at rest
+                if r == 0:
+                    vn = vn * p22 + i_ex[n] * p21ex + i_in[n] * p21in + drive
+                else:
+                    refractory[n] = r - 1
+                i_ex[n] = i_ex[n] * p11ex + b_ex
+                i_in[n] = i_in[n] * p11in + b_in
+                ring[slot, n] = 0.0
+                ring[slot, n_neurons + n] = 0.0
+                if vn >= theta[n]:
+                    refractory[n] = pop_refractory_steps[p]
+                    vn = pop_v_reset[p]
+                    spiking[n_spiking] = n
+                    n_spiking += 1
+                    if plastic_post[n]:
+                        k_minus[n] = k_minus[n] * math.exp(
+                            (last_spike_ms[n] - t_stamp) * tau_minus_inv) + 1.0
+                        last_spike_ms[n] = t_stamp
+                        c = hist_count[n]
+                        hist_t[n, c] = t_stamp
+                        hist_k[n, c] = k_minus[n]
+                        hist_count[n] = c + 1
+                    column = record_column[n]
+                    if column >= 0:
+                        if count_rows > 0:
+                            image = image_of_step[s]
+                            if image >= 0 and image < n_images:
+                                counts[image_offset + image, column] += 1
+                        e = n_events[0]
+                        if e < event_capacity:
+                            events[e, 0] = n
+                            events[e, 1] = s
+                        n_events[0] = e + 1
+                v[n] = vn
+        for k in range(v_record_neuron.size):
+            v_record[s - step_start, k] = v[v_record_neuron[k]]
+        # deliver: sources emitting at s, then the neurons that spiked
+        cursor = src_cursor[0]
+        total = 0
+        while cursor < n_src_events and src_step[cursor] < s:
+            cursor += 1  # (only before the first step of a run)
+        first_source = cursor
+        while cursor < n_src_events and src_step[cursor] == s:
+            cursor += 1
+        src_cursor[0] = cursor
+        total = (cursor - first_source) + n_spiking
+        for e in range(total):
+            if e < cursor - first_source:
+                pre = src_neuron[first_source + e]
+            else:
+                pre = n_sources + spiking[e - (cursor - first_source)]
+            for k in range(syn_ptr[pre], syn_ptr[pre + 1]):
+                w = syn_weight[k]
+                q = syn_plastic[k]
+                if q >= 0:
+                    post = syn_target[k]
+                    d_ms = syn_delay[k] * h_ms
+                    t_last = pl_tlast[q]
+                    kplus = pl_kplus[q]
+                    # facilitation by the post spikes in (t_last - d, t_stamp - d]
+                    c = hist_count[post]
+                    t2_lim = t_stamp - d_ms + STDP_EPS_MS
+                    t1_lim = t_last - d_ms + STDP_EPS_MS
+                    i = c - 1
+                    while i >= 0 and hist_t[post, i] >= t2_lim:
+                        i -= 1
+                    hi = i + 1
+                    while i >= 0 and hist_t[post, i] >= t1_lim:
+                        i -= 1
+                    for j in range(i + 1, hi):
+                        minus_dt = t_last - (hist_t[post, j] + d_ms)
+                        norm_w = (w / w_max) + (lam * (1.0 - (w / w_max)) ** mu_plus
+                                                 * (kplus * math.exp(minus_dt / tau_plus)))
+                        w = norm_w * w_max if norm_w < 1.0 else w_max
+                    kminus = _k_value(hist_t[post], hist_k[post], c, t_stamp - d_ms,
+                                      tau_minus_inv)
+                    norm_w = (w / w_max) - (alpha_lambda * (w / w_max) ** mu_minus * kminus)
+                    w = norm_w * w_max if norm_w > 0.0 else 0.0
+                    syn_weight[k] = w
+                    pl_kplus[q] = kplus * math.exp((t_last - t_stamp) / tau_plus) + 1.0
+                    pl_tlast[q] = t_stamp
+                ring[(s + syn_delay[k]) % n_slots, syn_target[k]] += w
+
+
+@nb.njit(cache=True, parallel=True)
+def count_blocks(n_steps_per_block, block_images, h_ms,
+                 pop_start, pop_p22, pop_p21ex, pop_p21in, pop_p11ex, pop_p11in, pop_p20,
+                 pop_i_e, pop_refractory_steps, pop_v_reset, theta,
+                 n_slots, src_ptr, src_step, src_neuron, n_sources,
+                 syn_ptr, syn_target, syn_weight, syn_delay,
+                 record_column, image_of_step, counts):
+    """Spike counts of independent blocks of images, in parallel over blocks.
+
+    Block ``b`` holds images ``block_images[b]:block_images[b+1]`` and its source
+    spikes ``src_ptr[b]:src_ptr[b+1]``; it starts from rest and runs
+    ``n_steps_per_block[b]`` steps. Static synapses only.
+    """
+    n_neurons = theta.size
+    n_blocks = block_images.size - 1
+    no_plastic = np.full(syn_weight.size, -1, np.int32)
+    for b in prange(n_blocks):
+        v = np.zeros(n_neurons)
+        i_ex = np.zeros(n_neurons)
+        i_in = np.zeros(n_neurons)
+        refractory = np.zeros(n_neurons, np.int32)
+        ring = np.zeros((n_slots, 2 * n_neurons))
+        cursor = np.zeros(1, np.int64)
+        n_events = np.zeros(1, np.int64)
+        events = np.zeros((0, 2), np.int64)
+        spiking = np.zeros(n_neurons, np.int64)
+        advance(0, n_steps_per_block[b], h_ms,
+                pop_start, pop_p22, pop_p21ex, pop_p21in, pop_p11ex, pop_p11in, pop_p20,
+                pop_i_e, pop_refractory_steps, pop_v_reset, theta,
+                v, i_ex, i_in, refractory, ring,
+                src_step[src_ptr[b]:src_ptr[b + 1]], src_neuron[src_ptr[b]:src_ptr[b + 1]],
+                cursor, n_sources,
+                syn_ptr, syn_target, syn_weight, syn_delay, no_plastic,
+                np.zeros(7), np.zeros(0), np.zeros(0),
+                np.zeros(n_neurons, np.bool_), np.zeros((n_neurons, 0)),
+                np.zeros((n_neurons, 0)), np.zeros(n_neurons, np.int64),
+                np.zeros(n_neurons), np.zeros(n_neurons),
+                record_column, image_of_step, block_images[b + 1] - block_images[b],
+                block_images[b], counts, events, n_events,
+                np.zeros(0, np.int64), np.zeros((0, 0)), spiking)
