@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", default="digits", choices=DATASETS,
                         help="digits (bundled 8×8, default) or mnist")
     parser.add_argument("--backend", default="brian2", choices=tuple(BACKENDS),
-                        help="PyNN simulator (default brian2)")
+                        help="PyNN simulator, or batched: a numba engine with NEST's "
+                        "semantics (default brian2)")
     parser.add_argument("--source", help="with loaddata/all on mnist: folder holding the four "
                         "MNIST IDX .gz files to copy")
     parser.add_argument("--data-dir", default="data", help="where datasets live (default data/)")

@@ -18,6 +18,7 @@ number of steps, networks are complete before the first ``run``, and only
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -79,7 +80,7 @@ def neuron_constants(cell_params: dict, h_ms: float) -> dict:
             "p21in": propagator_32(tau_in, tau, c_pf, h_ms),
             "p20": -tau / c_pf * math.expm1(-h_ms / tau),
             "i_e": cell_params.get("i_offset", 0.0) * _PA_PER_NA,
-            "refractory_steps": int(round(cell_params["tau_refrac"] / h_ms)),
+            "refractory_steps": round(cell_params["tau_refrac"] / h_ms),
             "v_reset": cell_params["v_reset"] - cell_params["v_rest"],
             "theta": cell_params["v_thresh"] - cell_params["v_rest"],
             "v_rest": float(cell_params["v_rest"])}
@@ -91,7 +92,7 @@ def run_steps(duration_ms: float, h_ms: float) -> int:
     if abs(steps - round(steps)) > 1e-9:
         raise UsageError(f"run time {duration_ms} ms is not a multiple of the time step "
                          f"{h_ms} ms")
-    return int(round(steps))
+    return round(steps)
 
 
 class Network:
@@ -464,7 +465,7 @@ def simulate_counts(model, kernels: dict[int, np.ndarray], params: dict, input_s
     starts = np.arange(0, n_images, block)
     bounds = np.append(starts, n_images).astype(np.int64)
     n_steps = np.array([block_steps(int(b - a), params) for a, b in
-                        zip(bounds[:-1], bounds[1:])], np.int64)
+                        itertools.pairwise(bounds)], np.int64)
     block_of = input_spikes.image // block
     relative = input_spikes.image - block_of * block
     absolute = schedule.start_ms(relative) + input_spikes.time_ms

@@ -21,10 +21,16 @@ A spike emitted at step ``s`` carries the time stamp ``(s + 1) * h``.
 from __future__ import annotations
 
 import math
+import os
 
 import numba as nb
 import numpy as np
 from numba import prange
+
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    # numba's OpenMP layer and NEST's OpenMP runtime in one process crash NEST's
+    # ResetKernel (pyNN.nest.setup) after a parallel engine call; workqueue does not
+    nb.config.THREADING_LAYER = "workqueue"
 
 #: ``kernel().connection_manager.get_stdp_eps()`` of NEST
 STDP_EPS_MS = 1.0e-6
@@ -85,26 +91,29 @@ def advance(step_start, step_stop, h_ms,
             p11ex = pop_p11ex[p]
             p11in = pop_p11in[p]
             drive = (pop_i_e[p] + 0.0) * pop_p20[p]
-            quiet = pop_i_e[p] == 0.0
-            for n in range(pop_start[p], pop_start[p + 1]):
-                b_ex = ring[slot, n]
-                b_in = ring[slot, n_neurons + n]
-                vn = v[n]
-                r = refractory[n]
-                if (quiet and r == 0 and vn == 0.0 and i_ex[n] == 0.0 and i_in[n] == 0.0
-                        and b_ex == 0.0 and b_in == 0.0 and theta[n] > 0.0):
-                    continue  # at rest, no input: every update below leaves it at rest
-                if r == 0:
-                    vn = vn * p22 + i_ex[n] * p21ex + i_in[n] * p21in + drive
-                else:
-                    refractory[n] = r - 1
-                i_ex[n] = i_ex[n] * p11ex + b_ex
-                i_in[n] = i_in[n] * p11in + b_in
-                ring[slot, n] = 0.0
-                ring[slot, n_neurons + n] = 0.0
-                if vn >= theta[n]:
+            first = pop_start[p]
+            last = pop_start[p + 1]
+            ring_ex = ring[slot, first:last]
+            ring_in = ring[slot, n_neurons + first:n_neurons + last]
+            v_p = v[first:last]
+            i_ex_p = i_ex[first:last]
+            i_in_p = i_in[first:last]
+            refractory_p = refractory[first:last]
+            # the dense part, branch-free so that it vectorises
+            for j in range(last - first):
+                r = refractory_p[j]
+                vn = v_p[j]
+                integrated = vn * p22 + i_ex_p[j] * p21ex + i_in_p[j] * p21in + drive
+                v_p[j] = integrated if r == 0 else vn
+                refractory_p[j] = r - 1 if r > 0 else 0
+                i_ex_p[j] = i_ex_p[j] * p11ex + ring_ex[j]
+                i_in_p[j] = i_in_p[j] * p11in + ring_in[j]
+                ring_ex[j] = 0.0
+                ring_in[j] = 0.0
+            for n in range(first, last):
+                if v[n] >= theta[n]:
                     refractory[n] = pop_refractory_steps[p]
-                    vn = pop_v_reset[p]
+                    v[n] = pop_v_reset[p]
                     spiking[n_spiking] = n
                     n_spiking += 1
                     if plastic_post[n]:
@@ -126,7 +135,6 @@ def advance(step_start, step_stop, h_ms,
                             events[e, 0] = n
                             events[e, 1] = s
                         n_events[0] = e + 1
-                v[n] = vn
         for k in range(v_record_neuron.size):
             v_record[s - step_start, k] = v[v_record_neuron[k]]
         # deliver: sources emitting at s, then the neurons that spiked
