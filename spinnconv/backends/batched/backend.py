@@ -165,7 +165,7 @@ class Network:
         self.syn_ptr = np.searchsorted(pre[order], np.arange(self.n_sources + self.n_neurons + 1))
         cat = (lambda parts, dtype: np.concatenate(parts)[order] if parts
                else np.zeros(0, dtype))
-        self.syn_target = cat(target, np.int64)
+        self.syn_target = cat(target, np.int64).astype(np.int32)
         self.syn_weight = np.ascontiguousarray(cat(weight, np.float64))
         self.syn_delay = cat(delay, np.int32)
         self.syn_plastic = cat(plastic, np.int32)
@@ -179,6 +179,8 @@ class Network:
         self.plastic_post = np.zeros(self.n_neurons, np.bool_)
         is_plastic = self.syn_plastic >= 0
         self.plastic_post[self.syn_target[is_plastic]] = True
+        self.pre_plastic = np.zeros(self.n_sources + self.n_neurons, np.bool_)
+        self.pre_plastic[pre[order][is_plastic]] = True
         self.n_plastic = n_plastic
 
     def stdp_constants(self, tau_minus_ms: float | None) -> np.ndarray:
@@ -352,7 +354,7 @@ class BatchedBackend(Backend):
                 state["v"], state["i_ex"], state["i_in"], state["refractory"], state["ring"],
                 net.src_step, net.src_neuron, state["cursor"], net.n_sources,
                 net.syn_ptr, net.syn_target, net.syn_weight, net.syn_delay, net.syn_plastic,
-                self._stdp, self._pl_kplus, self._pl_tlast,
+                net.pre_plastic, self._stdp, self._pl_kplus, self._pl_tlast,
                 net.plastic_post, self._hist_t, self._hist_k, self._hist_count,
                 self._k_minus, self._last_spike,
                 self._record_column, no_images, 0, 0, no_counts,
@@ -437,13 +439,67 @@ def engine_threads() -> int:
     return int(numba.get_num_threads())
 
 
+def layer_arrays(model, kernels: dict[int, np.ndarray], params: dict, upto: int) -> dict:
+    """The arrays :func:`.engine.count_layers` takes for layers ``0..upto-1``: the
+    connections of :func:`spinnconv.network.layer_connections` (conv synapses of
+    weight > 0, lateral WTA, pooling) by geometry, in NEST's units."""
+    from ...model import ConvLayer, PoolLayer
+    from . import engine
+
+    h_ms = float(params["timestep_ms"])
+    constants = neuron_constants(params["neuron"], h_ms)
+    delay = run_steps(float(params["synapse_delay_ms"]), h_ms)
+    if delay < 1:
+        raise UsageError("the batched backend needs synapse_delay_ms >= timestep_ms")
+    geometry, weights, pool_w, lateral_w = [], [], [], []
+    start, w_off = 0, 0
+    for position in range(upto):
+        layer = model.layers[position]
+        in_h, in_w, in_c = model.input_shape_of(position)
+        out_h, out_w, out_c = model.output_shape_of(position)
+        if isinstance(layer, ConvLayer):
+            kernel = np.asarray(kernels[position], np.float64) * _PA_PER_NA
+            # synapses of weight <= 0 do not exist (conv_connections): weight 0 here
+            kernel = np.where(kernel > 0.0, kernel, 0.0).transpose(1, 2, 3, 0).copy()
+            kh, kw = layer.kernel_shape
+            geometry.append([start, engine.CONV, in_h, in_w, in_c, out_h, out_w, out_c, kh, kw,
+                             layer.stride, layer.padding, w_off])
+            weights.append(kernel.ravel())
+            w_off += kernel.size
+            pool_w.append(0.0)
+            lateral = (layer.lateral_inhibition and layer.n_kernels > 1
+                       and params["lateral_inhibition_na"] > 0)
+            lateral_w.append((-1.0 * float(params["lateral_inhibition_na"])) * _PA_PER_NA
+                             if lateral else 0.0)
+        elif isinstance(layer, PoolLayer):
+            kh, kw = layer.pool_shape
+            geometry.append([start, engine.POOL, in_h, in_w, in_c, out_h, out_w, out_c, kh, kw,
+                             layer.stride, 0, 0])
+            pool_w.append(float(params["pool_weight_na"]) * _PA_PER_NA)
+            lateral_w.append(0.0)
+        else:
+            raise TypeError(f"layer {position} is not a spiking layer")
+        start += out_h * out_w * out_c
+    return {"theta": np.full(start, constants["theta"]),
+            "pop_constants": np.array([[constants["p22"], constants["p21ex"],
+                                        constants["p21in"], constants["p11ex"],
+                                        constants["p11in"],
+                                        (constants["i_e"] + 0.0) * constants["p20"],
+                                        constants["v_reset"]]] * upto, np.float64),
+            "pop_refractory_steps": np.full(upto, constants["refractory_steps"], np.int32),
+            "geometry": np.array(geometry, np.int64),
+            "kernels": np.concatenate(weights) if weights else np.zeros(1),
+            "pool_w": np.array(pool_w), "lateral_w": np.array(lateral_w),
+            "delays": np.full((upto, 2), delay, np.int64)}
+
+
 def simulate_counts(model, kernels: dict[int, np.ndarray], params: dict, input_spikes,
                     upto: int | None = None, block_images: int | None = None) -> np.ndarray:
     """Spike counts ``(n_images, n_neurons)`` (uint16) of the output of
     ``model.layers[upto-1]``, as ``pyNN.nest`` counts them when each block of
     ``block_images`` consecutive images is simulated by a freshly built network
     (:func:`spinnconv.pipeline.count_spikes`). Blocks run in parallel."""
-    from ...network import build_network, schedule_from
+    from ...network import schedule_from
     from . import engine
 
     upto = len(model.spiking_layers) if upto is None else upto
@@ -451,15 +507,7 @@ def simulate_counts(model, kernels: dict[int, np.ndarray], params: dict, input_s
         return input_spikes.counts(dtype=np.uint16)
     h_ms = float(params["timestep_ms"])
     schedule = schedule_from(params)
-    backend = BatchedBackend()
-    backend.setup(h_ms, params["seed"])
-    populations = build_network(backend, model, kernels, params,
-                                [np.zeros(0)] * input_spikes.n_neurons, upto)
-    net = Network(h_ms, backend._sources, backend._source_times, backend._populations,
-                  backend._projections)
-    target = populations[-1]
-    record_column = np.full(net.n_neurons, -1, np.int64)
-    record_column[target.offset:target.offset + target.size] = np.arange(target.size)
+    arrays = layer_arrays(model, kernels, params, upto)
     n_images = input_spikes.n_images
     block = int(block_images or params["block_images"])
     starts = np.arange(0, n_images, block)
@@ -470,17 +518,17 @@ def simulate_counts(model, kernels: dict[int, np.ndarray], params: dict, input_s
     relative = input_spikes.image - block_of * block
     absolute = schedule.start_ms(relative) + input_spikes.time_ms
     step = np.rint(absolute / h_ms).astype(np.int64) - 1
+    if step.size and step.min() < 0:
+        raise UsageError("a spike source fires before one time step")
     order = np.lexsort((input_spikes.neuron, step, block_of))
     src_ptr = np.searchsorted(block_of[order], np.arange(starts.size + 1)).astype(np.int64)
     t_ms = (np.arange(int(n_steps.max(initial=0))) + 1) * h_ms
     image_of_step = np.floor((t_ms - schedule.start_ms(0)) / schedule.period_ms).astype(np.int64)
-    counts = np.zeros((n_images, target.size), np.uint16)
-    engine.count_blocks(n_steps, bounds, h_ms,
-                        net.pop_start, net.pop_p22, net.pop_p21ex, net.pop_p21in,
-                        net.pop_p11ex, net.pop_p11in, net.pop_p20, net.pop_i_e,
-                        net.pop_refractory_steps, net.pop_v_reset, net.theta,
-                        net.n_slots, src_ptr, step[order],
-                        np.ascontiguousarray(input_spikes.neuron[order]), net.n_sources,
-                        net.syn_ptr, net.syn_target, net.syn_weight, net.syn_delay,
-                        record_column, image_of_step, counts)
+    out_shape = model.output_shape_of(upto - 1)
+    counts = np.zeros((n_images, int(np.prod(out_shape))), np.uint16)
+    engine.count_layers(n_steps, bounds, arrays["theta"], arrays["pop_constants"],
+                        arrays["pop_refractory_steps"], arrays["geometry"], arrays["kernels"],
+                        arrays["pool_w"], arrays["lateral_w"], arrays["delays"],
+                        src_ptr, step[order], np.ascontiguousarray(input_spikes.neuron[order]),
+                        image_of_step, counts)
     return counts

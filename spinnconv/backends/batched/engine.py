@@ -53,7 +53,7 @@ def advance(step_start, step_stop, h_ms,
             pop_i_e, pop_refractory_steps, pop_v_reset, theta,
             v, i_ex, i_in, refractory, ring,
             src_step, src_neuron, src_cursor, n_sources,
-            syn_ptr, syn_target, syn_weight, syn_delay, syn_plastic,
+            syn_ptr, syn_target, syn_weight, syn_delay, syn_plastic, pre_plastic,
             stdp, pl_kplus, pl_tlast,
             plastic_post, hist_t, hist_k, hist_count, k_minus, last_spike_ms,
             record_column, image_of_step, n_images, image_offset, counts,
@@ -80,6 +80,8 @@ def advance(step_start, step_stop, h_ms,
     mu_plus = stdp[5]
     mu_minus = stdp[6]
     n_src_events = src_step.size
+    width = ring.shape[1]
+    ring_flat = ring.reshape(-1)
     for s in range(step_start, step_stop):
         slot = s % n_slots
         n_spiking = 0
@@ -152,6 +154,13 @@ def advance(step_start, step_stop, h_ms,
                 pre = src_neuron[first_source + e]
             else:
                 pre = n_sources + spiking[e - (cursor - first_source)]
+            if not pre_plastic[pre]:
+                for k in range(syn_ptr[pre], syn_ptr[pre + 1]):
+                    d = slot + syn_delay[k]
+                    if d >= n_slots:
+                        d -= n_slots
+                    ring_flat[d * width + syn_target[k]] += syn_weight[k]
+                continue
             for k in range(syn_ptr[pre], syn_ptr[pre + 1]):
                 w = syn_weight[k]
                 q = syn_plastic[k]
@@ -182,46 +191,178 @@ def advance(step_start, step_stop, h_ms,
                     syn_weight[k] = w
                     pl_kplus[q] = kplus * math.exp((t_last - t_stamp) / tau_plus) + 1.0
                     pl_tlast[q] = t_stamp
-                ring[(s + syn_delay[k]) % n_slots, syn_target[k]] += w
+                d = slot + syn_delay[k]
+                if d >= n_slots:
+                    d -= n_slots
+                ring_flat[d * width + syn_target[k]] += w
+
+
+@nb.njit(cache=True)
+def _dense_update(v, i_ex, i_in, refractory, ring_ex, ring_in, p22, p21ex, p21in, p11ex,
+                  p11in, drive):
+    """One step of ``iaf_psc_exp`` for a population, before the threshold: the
+    membrane with the current currents (unless refractory), the currents' decay and
+    this step's input (which the ring slot then forgets)."""
+    for j in range(v.size):
+        r = refractory[j]
+        vn = v[j]
+        integrated = vn * p22 + i_ex[j] * p21ex + i_in[j] * p21in + drive
+        v[j] = integrated if r == 0 else vn
+        refractory[j] = r - 1 if r > 0 else 0
+        i_ex[j] = i_ex[j] * p11ex + ring_ex[j]
+        i_in[j] = i_in[j] * p11in + ring_in[j]
+        ring_ex[j] = 0.0
+        ring_in[j] = 0.0
+
+
+#: layer kinds of :func:`count_layers`
+CONV, POOL = 1, 3
+
+
+@nb.njit(cache=True, inline="always")
+def _scatter_feedforward(kind, i, in_h, in_w, out_h, out_w, n_out, kh, kw, stride, pad,
+                         n_in_channels, kernels, w_off, pool_w, row):
+    """Input of presynaptic neuron ``i`` (channel-major) into ``row`` (the layer's
+    excitatory slot): a conv layer's shared kernels or a pool window, computed from
+    the layer's geometry instead of a synapse list."""
+    hw = in_h * in_w
+    c = i // hw
+    rest = i - c * hw
+    y = rest // in_w
+    x = rest - y * in_w
+    out_hw = out_h * out_w
+    for dy in range(kh):
+        ty = y + pad - dy
+        if ty < 0:
+            break
+        if ty % stride != 0:
+            continue
+        oy = ty // stride
+        if oy >= out_h:
+            continue
+        for dx in range(kw):
+            tx = x + pad - dx
+            if tx < 0:
+                break
+            if tx % stride != 0:
+                continue
+            ox = tx // stride
+            if ox >= out_w:
+                continue
+            position = oy * out_w + ox
+            if kind == CONV:
+                # kernels laid out (dy, dx, c, n); a zero weight adds +0.0, which
+                # leaves a non-negative sum as it is (NEST has no such synapse)
+                base = w_off + ((dy * kw + dx) * n_in_channels + c) * n_out
+                for n in range(n_out):
+                    row[n * out_hw + position] += kernels[base + n]
+            else:
+                row[c * out_hw + position] += pool_w
+
+
+@nb.njit(cache=True)
+def _count_block(b, n_steps_per_block, block_images, theta, pop_constants, pop_refractory_steps,
+                 geometry, kernels, pool_w, lateral_w, delays,
+                 src_ptr, src_step, src_neuron, image_of_step, counts):
+    """Block ``b`` of :func:`count_layers`."""
+    n_layers = pop_refractory_steps.size
+    n_neurons = theta.size
+    n_slots = int(delays.max()) + 1
+    width = 2 * n_neurons
+    last_start = geometry[n_layers - 1, 0]
+    layer_spikes_start = np.empty(n_layers + 1, np.int64)
+    v = np.zeros(n_neurons)
+    i_ex = np.zeros(n_neurons)
+    i_in = np.zeros(n_neurons)
+    refractory = np.zeros(n_neurons, np.int32)
+    ring = np.zeros(n_slots * width)
+    spiking = np.zeros(n_neurons, np.int64)
+    n_images = block_images[b + 1] - block_images[b]
+    image_offset = block_images[b]
+    cursor = src_ptr[b]
+    src_stop = src_ptr[b + 1]
+    for s in range(n_steps_per_block[b]):
+        slot = s % n_slots
+        ring_slot = ring[slot * width:(slot + 1) * width]
+        n_spiking = 0
+        for lay in range(n_layers):
+            layer_spikes_start[lay] = n_spiking
+            first = geometry[lay, 0]
+            last = geometry[lay + 1, 0] if lay + 1 < n_layers else n_neurons
+            p22 = pop_constants[lay, 0]
+            p21ex = pop_constants[lay, 1]
+            p21in = pop_constants[lay, 2]
+            p11ex = pop_constants[lay, 3]
+            p11in = pop_constants[lay, 4]
+            drive = pop_constants[lay, 5]
+            _dense_update(v[first:last], i_ex[first:last], i_in[first:last],
+                          refractory[first:last], ring_slot[first:last],
+                          ring_slot[n_neurons + first:n_neurons + last],
+                          p22, p21ex, p21in, p11ex, p11in, drive)
+            for n in range(first, last):
+                if v[n] >= theta[n]:
+                    refractory[n] = pop_refractory_steps[lay]
+                    v[n] = pop_constants[lay, 6]
+                    spiking[n_spiking] = n
+                    n_spiking += 1
+                    if lay == n_layers - 1:
+                        image = image_of_step[s]
+                        if image >= 0 and image < n_images:
+                            counts[image_offset + image, n - last_start] += 1
+        layer_spikes_start[n_layers] = n_spiking
+        # deliver: sources into layer 0, then each layer into itself and the next
+        while cursor < src_stop and src_step[cursor] < s:
+            cursor += 1
+        for lay in range(n_layers):
+            g = geometry[lay]
+            d = slot + delays[lay, 0]
+            if d >= n_slots:
+                d -= n_slots
+            row = ring[d * width + g[0]:d * width + g[0] + g[5] * g[6] * g[7]]
+            if lay == 0:
+                while cursor < src_stop and src_step[cursor] == s:
+                    _scatter_feedforward(g[1], src_neuron[cursor], g[2], g[3], g[5],
+                                         g[6], g[7], g[8], g[9], g[10], g[11], g[4],
+                                         kernels, g[12], pool_w[lay], row)
+                    cursor += 1
+            else:
+                previous_first = geometry[lay - 1, 0]
+                for e in range(layer_spikes_start[lay - 1], layer_spikes_start[lay]):
+                    _scatter_feedforward(g[1], spiking[e] - previous_first, g[2], g[3],
+                                         g[5], g[6], g[7], g[8], g[9], g[10], g[11],
+                                         g[4], kernels, g[12], pool_w[lay], row)
+            w_lat = lateral_w[lay]
+            if w_lat != 0.0:
+                d = slot + delays[lay, 1]
+                if d >= n_slots:
+                    d -= n_slots
+                base = d * width + n_neurons + g[0]
+                out_hw = g[5] * g[6]
+                for e in range(layer_spikes_start[lay], layer_spikes_start[lay + 1]):
+                    j = spiking[e] - g[0]
+                    c = j // out_hw
+                    position = j - c * out_hw
+                    for c2 in range(g[7]):
+                        if c2 != c:
+                            ring[base + c2 * out_hw + position] += w_lat
 
 
 @nb.njit(cache=True, parallel=True)
-def count_blocks(n_steps_per_block, block_images, h_ms,
-                 pop_start, pop_p22, pop_p21ex, pop_p21in, pop_p11ex, pop_p11in, pop_p20,
-                 pop_i_e, pop_refractory_steps, pop_v_reset, theta,
-                 n_slots, src_ptr, src_step, src_neuron, n_sources,
-                 syn_ptr, syn_target, syn_weight, syn_delay,
-                 record_column, image_of_step, counts):
-    """Spike counts of independent blocks of images, in parallel over blocks.
-
-    Block ``b`` holds images ``block_images[b]:block_images[b+1]`` and its source
-    spikes ``src_ptr[b]:src_ptr[b+1]``; it starts from rest and runs
-    ``n_steps_per_block[b]`` steps. Static synapses only.
-    """
-    n_neurons = theta.size
-    n_blocks = block_images.size - 1
-    no_plastic = np.full(syn_weight.size, -1, np.int32)
-    for b in prange(n_blocks):
-        v = np.zeros(n_neurons)
-        i_ex = np.zeros(n_neurons)
-        i_in = np.zeros(n_neurons)
-        refractory = np.zeros(n_neurons, np.int32)
-        ring = np.zeros((n_slots, 2 * n_neurons))
-        cursor = np.zeros(1, np.int64)
-        n_events = np.zeros(1, np.int64)
-        events = np.zeros((0, 2), np.int64)
-        spiking = np.zeros(n_neurons, np.int64)
-        advance(0, n_steps_per_block[b], h_ms,
-                pop_start, pop_p22, pop_p21ex, pop_p21in, pop_p11ex, pop_p11in, pop_p20,
-                pop_i_e, pop_refractory_steps, pop_v_reset, theta,
-                v, i_ex, i_in, refractory, ring,
-                src_step[src_ptr[b]:src_ptr[b + 1]], src_neuron[src_ptr[b]:src_ptr[b + 1]],
-                cursor, n_sources,
-                syn_ptr, syn_target, syn_weight, syn_delay, no_plastic,
-                np.zeros(7), np.zeros(0), np.zeros(0),
-                np.zeros(n_neurons, np.bool_), np.zeros((n_neurons, 0)),
-                np.zeros((n_neurons, 0)), np.zeros(n_neurons, np.int64),
-                np.zeros(n_neurons), np.zeros(n_neurons),
-                record_column, image_of_step, block_images[b + 1] - block_images[b],
-                block_images[b], counts, events, n_events,
-                np.zeros(0, np.int64), np.zeros((0, 0)), spiking)
+def count_layers(n_steps_per_block, block_images, theta, pop_constants, pop_refractory_steps,
+                 geometry, kernels, pool_w, lateral_w, delays,
+                 src_ptr, src_step, src_neuron, image_of_step, counts):
+    """Spike counts of the last layer of a feed-forward stack of conv / pool layers
+    for independent blocks of images, in parallel over blocks: block ``b`` holds
+    images ``block_images[b]:block_images[b+1]`` and the source spikes
+    ``src_ptr[b]:src_ptr[b+1]`` (emission step, source neuron), starts from rest
+    and runs ``n_steps_per_block[b]`` steps, as :func:`advance` would (same order of
+    operations), but with the synapses computed from each layer's geometry (shared
+    kernels) instead of read from a table. Layer ``l`` holds neurons ``geometry[l, 0]:geometry[l + 1, 0]``;
+    ``geometry[l, 1:]`` = ``kind, in_h, in_w, in_c, out_h, out_w, out_c, kh, kw,
+    stride, pad, kernel offset``. ``pop_constants[l]`` = ``p22, p21ex, p21in, p11ex,
+    p11in, drive, v_reset``. ``delays[l]`` = ``(feed-forward, lateral)`` steps. The
+    last layer is counted. Weights in pA; ``lateral_w[l]`` < 0 or 0 (none)."""
+    for b in prange(block_images.size - 1):
+        _count_block(b, n_steps_per_block, block_images, theta, pop_constants,
+                     pop_refractory_steps, geometry, kernels, pool_w, lateral_w, delays,
+                     src_ptr, src_step, src_neuron, image_of_step, counts)
