@@ -177,3 +177,25 @@ def test_changing_a_network_after_run_is_refused():
     backend.run(10.0)
     with pytest.raises(UsageError, match="after run"):
         backend.population(1, NEURON, "more")
+
+
+def test_cli_all_on_batched_with_board_weights(tmp_path):
+    """--mode all --backend batched --emulate-spinnaker: trains, fits and tests with
+    no other simulator, on the board's 16-bit weights."""
+    import json
+
+    from spinnconv import cli
+
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"train_patches": 300, "train_chunk_patches": 100}))
+    model_dir = tmp_path / "model"
+    status = cli.main(["--mode", "all", "--dataset", "digits", "--backend", "batched",
+                       "--emulate-spinnaker", "--train-examples", "300", "--test-examples",
+                       "60", "--quiet", "--no-plots", "--model-dir", str(model_dir),
+                       "--data-dir", str(tmp_path / "data"), "--params", str(params)])
+    assert status == 0
+    results = json.loads((model_dir / "results.json").read_text())
+    assert results["backend"] == "batched" and results["n_test"] == 60
+    assert results["accuracy"] > 0.5
+    logs = "".join(p.read_text() for p in (model_dir / "logs").iterdir())
+    assert "--emulate-spinnaker on batched" in logs
