@@ -116,6 +116,8 @@ def test_two_conv_layers_spikes_equal_nest():
         {"kind": "pool", "pool_shape": [2, 2]},
         {"kind": "classifier"},
     ]
+    from spinnconv.backends.batched import simulate_counts
+
     params, model, spikes = _digits(20, architecture)
     kernels = _random_kernels(model, spikes, params, seed=1)
     ours = run_images(get_backend("batched"), model, kernels, params, spikes, quiet=True,
@@ -123,6 +125,10 @@ def test_two_conv_layers_spikes_equal_nest():
     nest = run_images(get_backend("nest"), model, kernels, params, spikes, quiet=True,
                       record_all=True)
     _assert_same_spikes(ours, nest)
+    for upto in (3, 4):  # the feature path, into and out of the second conv layer
+        np.testing.assert_array_equal(
+            simulate_counts(model, kernels, params, spikes, upto=upto, block_images=20),
+            nest[upto - 1].counts(dtype=np.uint16))
 
 
 def test_block_counts_equal_nest_blocks():

@@ -220,17 +220,11 @@ CONV, POOL = 1, 3
 
 
 @nb.njit(cache=True, inline="always")
-def _scatter_feedforward(kind, i, in_h, in_w, out_h, out_w, n_out, kh, kw, stride, pad,
+def _scatter_feedforward(kind, y, x, c, out_h, out_w, n_out, kh, kw, stride, pad,
                          n_in_channels, kernels, w_off, pool_w, row):
-    """Input of presynaptic neuron ``i`` (channel-major) into ``row`` (the layer's
-    excitatory slot): a conv layer's shared kernels or a pool window, computed from
-    the layer's geometry instead of a synapse list."""
-    hw = in_h * in_w
-    c = i // hw
-    rest = i - c * hw
-    y = rest // in_w
-    x = rest - y * in_w
-    out_hw = out_h * out_w
+    """Input of the presynaptic neuron at ``(y, x, c)`` into ``row`` (the next layer's
+    excitatory slot, position-major: ``(oy * out_w + ox) * n_out + n``): a conv
+    layer's shared kernels or a pool window, from the layer's geometry."""
     for dy in range(kh):
         ty = y + pad - dy
         if ty < 0:
@@ -249,27 +243,33 @@ def _scatter_feedforward(kind, i, in_h, in_w, out_h, out_w, n_out, kh, kw, strid
             ox = tx // stride
             if ox >= out_w:
                 continue
-            position = oy * out_w + ox
+            target = (oy * out_w + ox) * n_out
             if kind == CONV:
                 # kernels laid out (dy, dx, c, n); a zero weight adds +0.0, which
                 # leaves a non-negative sum as it is (NEST has no such synapse)
                 base = w_off + ((dy * kw + dx) * n_in_channels + c) * n_out
                 for n in range(n_out):
-                    row[n * out_hw + position] += kernels[base + n]
+                    row[target + n] += kernels[base + n]
             else:
-                row[c * out_hw + position] += pool_w
+                row[target + c] += pool_w
 
 
 @nb.njit(cache=True)
 def _count_block(b, n_steps_per_block, block_images, theta, pop_constants, pop_refractory_steps,
                  geometry, kernels, pool_w, lateral_w, delays,
                  src_ptr, src_step, src_neuron, image_of_step, counts):
-    """Block ``b`` of :func:`count_layers`."""
+    """Block ``b`` of :func:`count_layers`.
+
+    Neurons are stored position-major within a layer (``(y * W + x) * C + c``) so
+    that a spike's kernel, WTA and pool targets are contiguous; spikes are still
+    delivered in NEST's order (channel-major index) wherever the order can change a
+    sum: into a conv layer (sorted there). Into a pool layer or within the WTA every
+    weight is the same, and position-major order is channel-major order per channel.
+    """
     n_layers = pop_refractory_steps.size
     n_neurons = theta.size
     n_slots = int(delays.max()) + 1
     width = 2 * n_neurons
-    last_start = geometry[n_layers - 1, 0]
     layer_spikes_start = np.empty(n_layers + 1, np.int64)
     v = np.zeros(n_neurons)
     i_ex = np.zeros(n_neurons)
@@ -277,6 +277,7 @@ def _count_block(b, n_steps_per_block, block_images, theta, pop_constants, pop_r
     refractory = np.zeros(n_neurons, np.int32)
     ring = np.zeros(n_slots * width)
     spiking = np.zeros(n_neurons, np.int64)
+    keys = np.zeros(n_neurons, np.int64)
     n_images = block_images[b + 1] - block_images[b]
     image_offset = block_images[b]
     cursor = src_ptr[b]
@@ -289,16 +290,13 @@ def _count_block(b, n_steps_per_block, block_images, theta, pop_constants, pop_r
             layer_spikes_start[lay] = n_spiking
             first = geometry[lay, 0]
             last = geometry[lay + 1, 0] if lay + 1 < n_layers else n_neurons
-            p22 = pop_constants[lay, 0]
-            p21ex = pop_constants[lay, 1]
-            p21in = pop_constants[lay, 2]
-            p11ex = pop_constants[lay, 3]
-            p11in = pop_constants[lay, 4]
-            drive = pop_constants[lay, 5]
+            out_hw = geometry[lay, 5] * geometry[lay, 6]
+            out_c = geometry[lay, 7]
             _dense_update(v[first:last], i_ex[first:last], i_in[first:last],
                           refractory[first:last], ring_slot[first:last],
                           ring_slot[n_neurons + first:n_neurons + last],
-                          p22, p21ex, p21in, p11ex, p11in, drive)
+                          pop_constants[lay, 0], pop_constants[lay, 1], pop_constants[lay, 2],
+                          pop_constants[lay, 3], pop_constants[lay, 4], pop_constants[lay, 5])
             for n in range(first, last):
                 if v[n] >= theta[n]:
                     refractory[n] = pop_refractory_steps[lay]
@@ -308,7 +306,16 @@ def _count_block(b, n_steps_per_block, block_images, theta, pop_constants, pop_r
                     if lay == n_layers - 1:
                         image = image_of_step[s]
                         if image >= 0 and image < n_images:
-                            counts[image_offset + image, n - last_start] += 1
+                            position = (n - first) // out_c
+                            c = n - first - position * out_c
+                            counts[image_offset + image, c * out_hw + position] += 1
+            start = layer_spikes_start[lay]
+            if lay + 1 < n_layers and geometry[lay + 1, 1] == CONV and n_spiking - start > 1:
+                for e in range(start, n_spiking):  # into a conv layer: NEST's order
+                    position = (spiking[e] - first) // out_c
+                    keys[e] = (spiking[e] - first - position * out_c) * out_hw + position
+                order = np.argsort(keys[start:n_spiking])
+                spiking[start:n_spiking] = spiking[start:n_spiking][order]
         layer_spikes_start[n_layers] = n_spiking
         # deliver: sources into layer 0, then each layer into itself and the next
         while cursor < src_stop and src_step[cursor] < s:
@@ -319,32 +326,41 @@ def _count_block(b, n_steps_per_block, block_images, theta, pop_constants, pop_r
             if d >= n_slots:
                 d -= n_slots
             row = ring[d * width + g[0]:d * width + g[0] + g[5] * g[6] * g[7]]
+            in_h, in_w, in_c = g[2], g[3], g[4]
             if lay == 0:
+                in_hw = in_h * in_w
                 while cursor < src_stop and src_step[cursor] == s:
-                    _scatter_feedforward(g[1], src_neuron[cursor], g[2], g[3], g[5],
-                                         g[6], g[7], g[8], g[9], g[10], g[11], g[4],
-                                         kernels, g[12], pool_w[lay], row)
+                    i = src_neuron[cursor]  # channel-major
+                    c = i // in_hw
+                    y = (i - c * in_hw) // in_w
+                    x = i - c * in_hw - y * in_w
+                    _scatter_feedforward(g[1], y, x, c, g[5], g[6], g[7], g[8], g[9], g[10],
+                                         g[11], in_c, kernels, g[12], pool_w[lay], row)
                     cursor += 1
             else:
                 previous_first = geometry[lay - 1, 0]
                 for e in range(layer_spikes_start[lay - 1], layer_spikes_start[lay]):
-                    _scatter_feedforward(g[1], spiking[e] - previous_first, g[2], g[3],
-                                         g[5], g[6], g[7], g[8], g[9], g[10], g[11],
-                                         g[4], kernels, g[12], pool_w[lay], row)
+                    i = spiking[e] - previous_first  # position-major
+                    position = i // in_c
+                    c = i - position * in_c
+                    y = position // in_w
+                    x = position - y * in_w
+                    _scatter_feedforward(g[1], y, x, c, g[5], g[6], g[7], g[8], g[9], g[10],
+                                         g[11], in_c, kernels, g[12], pool_w[lay], row)
             w_lat = lateral_w[lay]
             if w_lat != 0.0:
                 d = slot + delays[lay, 1]
                 if d >= n_slots:
                     d -= n_slots
-                base = d * width + n_neurons + g[0]
-                out_hw = g[5] * g[6]
+                out_c = g[7]
                 for e in range(layer_spikes_start[lay], layer_spikes_start[lay + 1]):
                     j = spiking[e] - g[0]
-                    c = j // out_hw
-                    position = j - c * out_hw
-                    for c2 in range(g[7]):
+                    position = j // out_c
+                    c = j - position * out_c
+                    base = d * width + n_neurons + g[0] + position * out_c
+                    for c2 in range(out_c):
                         if c2 != c:
-                            ring[base + c2 * out_hw + position] += w_lat
+                            ring[base + c2] += w_lat
 
 
 @nb.njit(cache=True, parallel=True)
