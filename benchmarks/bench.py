@@ -176,12 +176,16 @@ def main() -> None:
     rows.sort(key=lambda row: (row["dataset"] != "digits", order.get(row["backend"], 99)))
     columns = ["backend", "dataset", "neurons", "synapses", "conn_list_s", "build_s",
                "features_img_s", "stdp_patch_s", "peak_rss_mb"]
+    for row in rows:
+        for key in [k for k in row if k.endswith("_ratio")]:
+            del row[key]
     for column in ("features_img_s", "stdp_patch_s"):  # batched against each backend
         for dataset in args.datasets:
             ours = next((r.get(column) for r in rows if r["backend"] == "batched"
                          and r["dataset"] == dataset), None)
-            for row in rows:
+            for row in rows:  # only rows measured in this call: one machine state
                 if ours and row["dataset"] == dataset and row.get(column) \
+                        and (row["backend"], dataset) in measured \
                         and row["backend"] not in ("batched", "spinnaker"):
                     row[f"batched_{column.removesuffix('_s')}_ratio"] = ours / row[column]
     print("| " + " | ".join(columns) + " |")
