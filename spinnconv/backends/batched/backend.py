@@ -339,8 +339,6 @@ class BatchedBackend(Backend):
         refractory = int(net.pop_refractory_steps.min()) if net.pop_refractory_steps.size else 0
         capacity = n_recorded * (_SEGMENT_STEPS // (refractory + 1) + 1)
         events = np.zeros((capacity, 2), np.int64)
-        no_counts = np.zeros((0, 0), np.uint16)
-        no_images = np.zeros(0, np.int64)
         spiking = np.zeros(n, np.int64)
         while self._step < until_step:
             stop = min(self._step + _SEGMENT_STEPS, until_step)
@@ -357,8 +355,7 @@ class BatchedBackend(Backend):
                 net.pre_plastic, self._stdp, self._pl_kplus, self._pl_tlast,
                 net.plastic_post, self._hist_t, self._hist_k, self._hist_count,
                 self._k_minus, self._last_spike,
-                self._record_column, no_images, 0, 0, no_counts,
-                events, n_events, self._v_neurons, v_record, spiking)
+                self._record_column, events, n_events, self._v_neurons, v_record, spiking)
             if n_events[0] > capacity:  # cannot happen: capacity is the refractory bound
                 raise RuntimeError("batched engine: spike buffer overflow")
             self._events.append(events[:n_events[0]].copy())

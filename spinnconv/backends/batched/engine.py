@@ -56,21 +56,17 @@ def advance(step_start, step_stop, h_ms,
             syn_ptr, syn_target, syn_weight, syn_delay, syn_plastic, pre_plastic,
             stdp, pl_kplus, pl_tlast,
             plastic_post, hist_t, hist_k, hist_count, k_minus, last_spike_ms,
-            record_column, image_of_step, n_images, image_offset, counts,
-            events, n_events, v_record_neuron, v_record, spiking):
+            record_column, events, n_events, v_record_neuron, v_record, spiking):
     """Advance the network from step ``step_start`` to ``step_stop`` (exclusive).
 
     ``stdp`` = ``[w_max_pa, lambda, alpha, tau_plus_ms, tau_minus_inv, mu_plus, mu_minus]``.
-    Spikes of neurons with ``record_column[n] >= 0`` are counted in
-    ``counts[image_offset + image_of_step[s], column]`` (when ``counts`` has rows)
-    and appended to ``events`` as ``(n, s)`` while it has room; ``n_events[0]``
-    counts all of them. ``v_record[s - step_start, k]`` gets the membrane
+    Spikes of neurons with ``record_column[n] >= 0`` are appended to ``events`` as
+    ``(n, s)`` while it has room; ``n_events[0]`` counts all of them. ``v_record[s - step_start, k]`` gets the membrane
     potential (relative to rest) of ``v_record_neuron[k]`` after step ``s``.
     """
     n_neurons = v.size
     n_slots = ring.shape[0]
     n_pops = pop_start.size - 1
-    count_rows = counts.shape[0]
     event_capacity = events.shape[0]
     w_max = stdp[0]
     lam = stdp[1]
@@ -126,12 +122,7 @@ def advance(step_start, step_stop, h_ms,
                         hist_t[n, c] = t_stamp
                         hist_k[n, c] = k_minus[n]
                         hist_count[n] = c + 1
-                    column = record_column[n]
-                    if column >= 0:
-                        if count_rows > 0:
-                            image = image_of_step[s]
-                            if image >= 0 and image < n_images:
-                                counts[image_offset + image, column] += 1
+                    if record_column[n] >= 0:
                         e = n_events[0]
                         if e < event_capacity:
                             events[e, 0] = n
