@@ -13,7 +13,11 @@ calibrated as training would calibrate them):
 Each (backend, dataset) runs in its own process so peak memory is its own.
 ``spinnaker`` is sPyNNaker on a virtual 48-chip board: it builds and maps the
 network (``build_s`` includes mapping) but a virtual board does not execute, so
-it has no images/s. ``nest-emulated`` and ``brian2-emulated`` run as
+it has no images/s. ``batched`` is the numba engine (NEST's semantics): its
+features are counted as feature extraction counts them (``simulate_counts``, blocks
+in parallel on all cores: ``features_images`` images in blocks of
+``ceil(images / threads)``), ``jit_load_s`` is its first call (numba compiling, or
+loading its cache). ``nest-emulated`` and ``brian2-emulated`` run as
 ``--emulate-spinnaker`` does: inference with the weights SpiNNaker would use, STDP
 with 16-bit plastic weights (on brian2 also sPyNNaker's per-spike arithmetic).
 
@@ -35,7 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-BACKENDS = ("nest", "brian2", "nest-emulated", "brian2-emulated", "spinnaker")
+BACKENDS = ("nest", "brian2", "batched", "nest-emulated", "brian2-emulated", "spinnaker")
 
 
 def _measure(backend_name: str, dataset: str, n_images: int, n_patches: int) -> dict:
@@ -104,9 +108,24 @@ def _measure(backend_name: str, dataset: str, n_images: int, n_patches: int) -> 
                       spikes.to_source_times(schedule_from(params)), len(model.spiking_layers))
         row["build_s"] = time.perf_counter() - started
         backend.end()
-        started = time.perf_counter()
-        run_images(backend, model, kernels, params, spikes, quiet=True)
-        row["features_img_s"] = n_images / (time.perf_counter() - started)
+        if name == "batched":
+            from spinnconv.backends.batched import engine_threads, simulate_counts
+
+            started = time.perf_counter()
+            simulate_counts(model, kernels, params, spikes.select(range(2)))
+            row["jit_load_s"] = time.perf_counter() - started
+            threads = engine_threads()
+            n_features = max(n_images, 1000 * threads)
+            many = encode(data.test_images[:n_features], params)
+            started = time.perf_counter()
+            simulate_counts(model, kernels, params, many,
+                            block_images=-(-many.n_images // threads))
+            row["features_img_s"] = many.n_images / (time.perf_counter() - started)
+            row["features_images"], row["threads"] = many.n_images, threads
+        else:
+            started = time.perf_counter()
+            run_images(backend, model, kernels, params, spikes, quiet=True)
+            row["features_img_s"] = n_images / (time.perf_counter() - started)
         layer = model.layers[0]
         patches = sample_patches(spikes, layer, n_patches, rng, int(params["patch_min_spikes"]))
         started = time.perf_counter()
@@ -157,6 +176,18 @@ def main() -> None:
     rows.sort(key=lambda row: (row["dataset"] != "digits", order.get(row["backend"], 99)))
     columns = ["backend", "dataset", "neurons", "synapses", "conn_list_s", "build_s",
                "features_img_s", "stdp_patch_s", "peak_rss_mb"]
+    for row in rows:
+        for key in [k for k in row if k.endswith("_ratio")]:
+            del row[key]
+    for column in ("features_img_s", "stdp_patch_s"):  # batched against each backend
+        for dataset in args.datasets:
+            ours = next((r.get(column) for r in rows if r["backend"] == "batched"
+                         and r["dataset"] == dataset), None)
+            for row in rows:  # only rows measured in this call: one machine state
+                if ours and row["dataset"] == dataset and row.get(column) \
+                        and (row["backend"], dataset) in measured \
+                        and row["backend"] not in ("batched", "spinnaker"):
+                    row[f"batched_{column.removesuffix('_s')}_ratio"] = ours / row[column]
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     for row in rows:
@@ -166,6 +197,11 @@ def main() -> None:
             cells.append(f"{value:,.2f}" if isinstance(value, float) else f"{value:,}"
                          if isinstance(value, int) else str(value))
         print("| " + " | ".join(cells) + " |")
+    for row in rows:
+        ratios = [f"{key.removeprefix('batched_').removesuffix('_ratio')} ×{value:.1f}"
+                  for key, value in row.items() if key.endswith("_ratio")]
+        if ratios:
+            print(f"batched / {row['backend']} ({row['dataset']}): " + ", ".join(ratios))
     import os
 
     record = {"date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(),

@@ -29,7 +29,7 @@ from .model import SequentialModel
 
 FORMAT_VERSION = 1
 _PACKAGES = ("spinnconv", "pyNN", "brian2", "nest-simulator", "sPyNNaker", "numpy",
-             "scikit-learn", "neo")
+             "scikit-learn", "neo", "numba")
 
 
 def package_versions() -> dict[str, str]:

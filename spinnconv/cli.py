@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "--source: idx (IDX folder), npz (file), folder (a sub-folder of "
                         "images per class), events (N-MNIST-style recordings)")
     parser.add_argument("--backend", default="brian2", choices=tuple(BACKENDS),
-                        help="PyNN simulator (default brian2)")
+                        help="PyNN simulator, or batched: a numba engine with NEST's "
+                        "semantics (default brian2)")
     parser.add_argument("--source", help="mnist, with loaddata/all: folder holding the four "
                         "MNIST IDX .gz files to copy; idx/npz/folder/events, every mode: the "
                         "file or folder read in place")

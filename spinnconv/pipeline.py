@@ -282,8 +282,8 @@ def fit_conv_layer(run: Run, model: SequentialModel, number: int, images: np.nda
         from .backends.spinnaker import board_training_options
 
         board = board_training_options()
-        if run.backend == "nest":
-            run.log("--emulate-spinnaker on nest: plastic weights are truncated to 16 bits at "
+        if run.backend in ("nest", "batched"):
+            run.log(f"--emulate-spinnaker on {run.backend}: plastic weights are truncated to 16 bits at "
                     "each chunk, not after every spike as on the board (brian2 does that)")
     started = time.perf_counter()
     n_images = min(len(images), int(run.params["train_patches"]))
@@ -378,6 +378,8 @@ def count_spikes(run: Run, model: SequentialModel, kernels: dict, images: np.nda
     backend such as Dask's via ``joblib.parallel_config``).
     """
     block = int(run.params["block_images"])
+    if run.backend == "batched":
+        return _count_batched(run, model, kernels, images, description)
     starts = list(range(0, len(images), block))
     args = (run.backend, run.machine, run.model_dir.path, model.to_dict(), kernels, run.params)
     in_workers = run.jobs > 1 and len(starts) > 1
@@ -397,6 +399,25 @@ def count_spikes(run: Run, model: SequentialModel, kernels: dict, images: np.nda
             bar.update(len(block_counts))
     if in_workers:
         _stop_idle_workers()
+    return counts
+
+
+def _count_batched(run: Run, model: SequentialModel, kernels: dict, images: np.ndarray,
+                   description: str) -> np.ndarray:
+    """:func:`count_spikes` on the batched engine: the same blocks of ``block_images``
+    (each from rest, as a freshly built network), simulated in parallel on the
+    engine's threads; images are encoded a few blocks at a time."""
+    from .backends.batched import engine_threads, simulate_counts
+
+    block = int(run.params["block_images"])
+    group = block * max(1, engine_threads())
+    counts = np.zeros((len(images), int(np.prod(model.output_shape))), dtype=np.uint16)
+    with tqdm(total=len(images), desc=description, unit="img", disable=run.quiet) as bar:
+        for start in range(0, len(images), group):
+            part = images[start:start + group]
+            counts[start:start + len(part)] = simulate_counts(
+                model, kernels, run.params, input_spikes(part, run.params), block_images=block)
+            bar.update(len(part))
     return counts
 
 

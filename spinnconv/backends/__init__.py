@@ -15,6 +15,7 @@ BACKENDS = {
     "brian2": ("spinnconv.backends.brian2", "Brian2Backend"),
     "nest": ("spinnconv.backends.nest", "NestBackend"),
     "spinnaker": ("spinnconv.backends.spinnaker", "SpiNNakerBackend"),
+    "batched": ("spinnconv.backends.batched", "BatchedBackend"),
 }
 
 __all__ = ["BACKENDS", "Backend", "Connections", "STDPRule", "attach_backend", "get_backend"]
