@@ -12,10 +12,11 @@ block is lost and the results do not depend on where a block ran.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from .errors import RuntimeFailure, UsageError
+from .errors import RuntimeFailure, SpinnconvError, UsageError
 
 #: Seconds to wait for a Dask scheduler before giving up.
 CONNECT_TIMEOUT_S = 5.0
@@ -23,6 +24,7 @@ CONNECT_TIMEOUT_S = 5.0
 RETRIES = 2
 
 _clients: dict[str, Any] = {}
+_simulator_lock = threading.Lock()  # PyNN's simulator state is per process
 
 
 def connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S):
@@ -97,16 +99,32 @@ def _map_dask(client, function: Callable, calls: Sequence[tuple]) -> Iterator[An
 
     if not calls:
         return
-    futures = client.map(function, *zip(*calls, strict=True), pure=False, retries=RETRIES)
+    futures = client.map(_one_at_a_time, [function] * len(calls), *zip(*calls, strict=True),
+                         pure=False, retries=RETRIES)
     try:
         for future in futures:
             try:
-                yield future.result()
+                result = future.result()
+            except SpinnconvError:
+                raise
             except KilledWorker as err:
                 raise RuntimeFailure(f"Dask workers died running a block ({err}); check "
                                      "the workers' memory and logs, then run again") from None
+            except Exception as err:
+                reason = (str(err).splitlines() or [""])[0][:200]
+                raise RuntimeFailure(f"a block failed on a Dask worker ({type(err).__name__}: "
+                                     f"{reason}); the workers need the same spinnconv and "
+                                     "simulator as this machine") from err
+            yield result
     finally:
         client.cancel([future for future in futures if not future.done()])
+
+
+def _one_at_a_time(function: Callable, *args: Any) -> Any:
+    """``function(*args)`` on a Dask worker, never two at once in one process (a worker
+    started with ``--nthreads`` above 1 would otherwise share one simulator)."""
+    with _simulator_lock:
+        return function(*args)
 
 
 def stop_idle_workers() -> None:

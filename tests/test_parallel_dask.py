@@ -94,6 +94,27 @@ def test_features_on_cluster_equal_jobs_1_after_a_worker_is_killed(cluster, tmp_
         assert killed["pid"] not in client.run(os.getpid).values()
 
 
+def test_a_worker_with_two_threads_runs_one_simulation_at_a_time(tmp_path):
+    pytest.importorskip("pyNN.nest")
+    from distributed import LocalCluster
+
+    from spinnconv.pipeline import count_spikes
+
+    run = _digits_run(tmp_path)
+    run.params = {**run.params, "block_images": 15}
+    data = run.load()
+    model = run.model(data.image_shape)
+    kernels = {0: np.random.default_rng(1).random((16, 3, 3, 2)) * 1.5}
+    images = data.test_images[:45]
+    expected = count_spikes(run, model, kernels, images, "jobs 1")
+    with LocalCluster(n_workers=1, processes=True, threads_per_worker=2,
+                      dashboard_address=None, silence_logs=logging.CRITICAL) as local:
+        on_cluster = count_spikes(_digits_run(tmp_path, params=run.params,
+                                              dask_scheduler=local.scheduler_address),
+                                  model, kernels, images, "two threads")
+    np.testing.assert_array_equal(on_cluster, expected)
+
+
 def test_unreachable_scheduler_is_one_line_and_writes_nothing(tmp_path):
     started = time.perf_counter()
     result = run_cli("--mode", "all", "--dataset", "digits", "--backend", "nest",
