@@ -55,6 +55,23 @@ def _kill_a_busy_worker(address: str, killed: dict, stop: threading.Event) -> No
             time.sleep(0.05)
 
 
+def test_map_calls_keeps_order_and_reports_worker_failures(cluster):
+    import math
+    import operator
+
+    from spinnconv.errors import RuntimeFailure
+    from spinnconv.parallel import map_calls, workers_for
+
+    address = cluster.scheduler_address
+    calls = [(i, 10 * i) for i in range(12)]
+    assert list(map_calls(operator.add, calls, scheduler=address)) == [11 * i for i in range(12)]
+    assert list(map_calls(operator.add, calls, jobs=2)) == [11 * i for i in range(12)]
+    assert workers_for(12, 1, address) == 2 and workers_for(1, 1, address) == 1
+    assert workers_for(12, 3) == 3 and workers_for(1, 3) == 0 and workers_for(12, 1) == 0
+    with pytest.raises(RuntimeFailure, match="failed on a Dask worker .ValueError: math domain"):
+        list(map_calls(math.sqrt, [(4.0,), (-1.0,)], scheduler=address))
+
+
 def test_features_on_cluster_equal_jobs_1_after_a_worker_is_killed(cluster, tmp_path):
     pytest.importorskip("pyNN.nest")
     from distributed import Client
