@@ -29,8 +29,8 @@ _simulator_lock = threading.Lock()  # PyNN's simulator state is per process
 
 def connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S):
     """The ``distributed.Client`` of the scheduler at ``address`` (one per address and
-    process); a scheduler that does not answer within ``timeout_s`` is a
-    :class:`~spinnconv.errors.RuntimeFailure`."""
+    process); a scheduler that does not answer, or has no worker, within ``timeout_s``
+    is a :class:`~spinnconv.errors.RuntimeFailure`."""
     if address in _clients:
         return _clients[address]
     try:
@@ -51,6 +51,12 @@ def connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S):
             f"cannot reach the Dask scheduler at {address} within {timeout_s:g} s: "
             f"start it with 'dask scheduler' and workers with "
             f"'dask worker {address}', or run without --dask-scheduler") from None
+    try:
+        client.wait_for_workers(1, timeout=timeout_s)
+    except TimeoutError:
+        client.close()
+        raise RuntimeFailure(f"the Dask scheduler at {address} has no workers: start them "
+                             f"with 'dask worker {address} --nthreads 1'") from None
     _clients[address] = client
     return client
 

@@ -146,6 +146,20 @@ def test_unreachable_scheduler_is_one_line_and_writes_nothing(tmp_path):
     assert snapshot(tmp_path) == {}
 
 
+def test_a_scheduler_without_workers_is_refused():
+    from distributed import LocalCluster
+
+    from spinnconv.errors import RuntimeFailure
+    from spinnconv.parallel import connect
+
+    with LocalCluster(n_workers=0, processes=True, dashboard_address=None,
+                      silence_logs=logging.CRITICAL) as local:
+        started = time.perf_counter()
+        with pytest.raises(RuntimeFailure, match="has no workers: start them with 'dask worker"):
+            connect(local.scheduler_address, timeout_s=1.0)
+        assert time.perf_counter() - started < 10
+
+
 def test_malformed_scheduler_address_is_a_usage_error(tmp_path):
     result = run_cli("--mode", "testing", "--model-dir", str(tmp_path / "model"),
                      "--dask-scheduler", "somehost")
