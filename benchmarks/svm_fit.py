@@ -9,6 +9,9 @@ last ``--held-out`` images (training images the fit did not see: never the test 
     python benchmarks/svm_fit.py --extract 12000 --dataset mnist --data-dir data \\
         --model-dir model --features /tmp/features.npz
     python benchmarks/svm_fit.py --features /tmp/features.npz --fit 10000 --held-out 2000
+
+Peak memory is the process's peak during the fit (the first solver's buffers are
+freed before the second: run one per process with ``--only`` for a clean figure).
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ def extract(args: argparse.Namespace) -> None:
     run = make_run(build_parser().parse_args([
         "--mode", "testing", "--dataset", args.dataset, "--data-dir", args.data_dir,
         "--model-dir", args.model_dir, "--backend", args.backend, "--jobs", str(args.jobs),
-        "--train-examples", str(args.extract), "--quiet"]))
+        "--train-examples", str(args.extract), "--quiet",
+        *(["--params", args.params] if args.params else [])]))
     data = run.load()
     started = time.perf_counter()
     features, _ = extract_features(run, run.model(data.image_shape), data.train_images, "")
@@ -46,6 +50,7 @@ def compare(args: argparse.Namespace) -> None:
     from sklearn.preprocessing import FunctionTransformer, StandardScaler
     from sklearn.svm import LinearSVC
 
+    from spinnconv.pipeline import peak_memory_mb, reset_peak_memory
     from spinnconv.readout import SpikeCountSVM
 
     arrays = np.load(args.features)
@@ -62,13 +67,17 @@ def compare(args: argparse.Namespace) -> None:
     print(f"{len(features[fit])} images fitted, {features.shape[1]} features, "
           f"{args.held_out} held out; C = {args.c}")
     for name, make in solvers.items():
+        if args.only and args.only not in name:
+            continue
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
+            reset_peak_memory()
             started = time.perf_counter()
             model = make().fit(features[fit], labels[fit])
             seconds = time.perf_counter() - started
         converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
-        print(f"{name:24s} fit {seconds:6.1f} s, held-out accuracy "
+        print(f"{name:24s} fit {seconds:6.1f} s, peak memory {peak_memory_mb():.0f} MB, "
+              f"held-out accuracy "
               f"{model.score(features[held_out], labels[held_out]):.4f}, train accuracy "
               f"{model.score(features[fit], labels[fit]):.4f}"
               f"{'' if converged else ' (not converged)'}", flush=True)
@@ -84,9 +93,12 @@ def main() -> None:
     parser.add_argument("--model-dir", default="model")
     parser.add_argument("--backend", default="brian2")
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--params", help="--params file of the model (with --extract)")
     parser.add_argument("--fit", type=int, default=10000)
     parser.add_argument("--held-out", type=int, default=2000)
     parser.add_argument("--c", type=float, default=0.01)
+    parser.add_argument("--only", help="fit only the solver whose name contains this "
+                        "(e.g. 'primal' or 'readout'), for its own peak memory")
     args = parser.parse_args()
     if args.extract:
         extract(args)

@@ -92,7 +92,7 @@ class SpikeCountSVM(ClassifierMixin, BaseEstimator):
 
     def fit(self, features: np.ndarray, labels: np.ndarray) -> SpikeCountSVM:
         pipeline = self._pipeline()
-        scaled = pipeline[:-1].fit_transform(np.asarray(features, dtype=np.float32))
+        scaled = pipeline[:-1].fit_transform(features).astype(np.float64)  # liblinear's type
         svm = pipeline.named_steps["svm"]
         one_vs_rest = OneVsRestClassifier(clone(svm), n_jobs=self.n_jobs)
         with parallel_config(backend="threading"):  # liblinear releases the GIL
