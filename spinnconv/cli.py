@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--params", help="JSON file overriding values of parameters.py")
     parser.add_argument("--jobs", type=int, default=1,
                         help="simulator processes that share the images (default 1)")
+    parser.add_argument("--dask-scheduler", metavar="ADDRESS",
+                        help="simulate the images on the workers of this Dask cluster "
+                        "(e.g. tcp://host:8786) instead of --jobs local processes")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--no-plots", action="store_true",
                         help="do not write figures to <model-dir>/figures after each mode")
@@ -110,6 +113,7 @@ def make_run(args: argparse.Namespace):
     return Run(params=params, dataset=args.dataset, data_dir=Path(args.data_dir),
                model_dir=ModelDir(args.model_dir), backend=args.backend, machine=machine,
                emulate_spinnaker=args.emulate_spinnaker, jobs=args.jobs,
+               dask_scheduler=args.dask_scheduler,
                n_train=args.train_examples, n_test=args.test_examples, source=source,
                n_validation=args.validation_examples, overrides=overrides,
                quiet=args.quiet or not sys.stderr.isatty(), plots=not args.no_plots)
@@ -120,6 +124,10 @@ def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
 
     started = time.perf_counter()
     run = make_run(args)
+    if run.dask_scheduler and args.mode in ("training", "testing", "all"):
+        from .parallel import connect
+
+        connect(run.dask_scheduler)  # an unreachable cluster fails before anything is written
     _run_mode(args, run, argv)
     if args.mode != "info":
         pipeline.write_run_log(run, argv, time.perf_counter() - started)

@@ -18,7 +18,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix
 from tqdm.auto import tqdm
 
-from . import datasets, figures
+from . import datasets, figures, parallel
 from .backends import get_backend
 from .checkpoint import ModelDir, write_json, write_text
 from .config import build_model, resolve_parameters
@@ -60,19 +60,6 @@ def reset_peak_memory() -> None:
         pass
 
 
-def _stop_idle_workers() -> None:
-    """Shut down joblib's reusable loky workers once their work is done, so idle
-    simulator processes hold no memory during the next phase (the next parallel
-    call starts fresh ones)."""
-    try:
-        from joblib.externals.loky import reusable_executor
-    except ImportError:
-        return
-    executor = getattr(reusable_executor, "_executor", None)
-    if executor is not None:
-        executor.shutdown(wait=True)
-
-
 def format_phase(record: dict) -> str:
     """One line per phase: ``phase <name>: <s> s, <rate> <unit>/s, peak memory <MB> MB``."""
     rate = f", {record['per_second']:.1f} {record['unit']}/s" if record["per_second"] else ""
@@ -102,6 +89,7 @@ class Run:
     plots: bool = True
     jobs: int = 1  # simulator processes for feature extraction
     echo: bool = True  # print log lines (the Python API's quiet=True turns this off)
+    dask_scheduler: str | None = None  # address of a Dask cluster doing that instead
     lines: list[str] = field(default_factory=list)  # what this run printed, for its log file
     phases: list[dict] = field(default_factory=list)  # one record per timed phase
     worker_peak_mb: float = 0.0  # largest peak RSS of a --jobs worker process so far
@@ -374,31 +362,25 @@ def count_spikes(run: Run, model: SequentialModel, kernels: dict, images: np.nda
     The images are simulated in blocks of ``block_images``, each by a freshly built
     network, so memory stays bounded (only counts are kept, never spike times) and
     the result does not depend on ``--jobs``: with ``run.jobs > 1`` the blocks are
-    spread over that many simulator processes (joblib's loky backend, or any joblib
-    backend such as Dask's via ``joblib.parallel_config``).
+    spread over that many simulator processes, with ``run.dask_scheduler`` over the
+    workers of that Dask cluster (see :mod:`spinnconv.parallel`).
     """
     block = int(run.params["block_images"])
     if run.backend == "batched":
         return _count_batched(run, model, kernels, images, description)
     starts = list(range(0, len(images), block))
     args = (run.backend, run.machine, run.model_dir.path, model.to_dict(), kernels, run.params)
-    in_workers = run.jobs > 1 and len(starts) > 1
-    if in_workers:
-        from joblib import Parallel, delayed
-
-        results = Parallel(n_jobs=min(run.jobs, len(starts)), return_as="generator")(
-            delayed(_count_block)(*args, images[start:start + block]) for start in starts)
-    else:
-        results = (_count_block(*args, images[start:start + block]) for start in starts)
+    workers = parallel.workers_for(len(starts), run.jobs, run.dask_scheduler)
+    results = parallel.map_calls(_count_block, [(*args, images[start:start + block])
+                                                for start in starts],
+                                 run.jobs, run.dask_scheduler)
     counts = np.zeros((len(images), int(np.prod(model.output_shape))), dtype=np.uint16)
     with tqdm(total=len(images), desc=description, unit="img", disable=run.quiet) as bar:
         for start, (block_counts, peak_mb) in zip(starts, results, strict=True):
             counts[start:start + len(block_counts)] = block_counts
-            if in_workers:
-                run.note_workers([peak_mb], min(run.jobs, len(starts)))
+            if workers:
+                run.note_workers([peak_mb], workers)
             bar.update(len(block_counts))
-    if in_workers:
-        _stop_idle_workers()
     return counts
 
 
@@ -442,26 +424,22 @@ def simulate(run: Run, model: SequentialModel, kernels: dict, spikes: LayerSpike
     """:func:`~spinnconv.network.run_images`, split over ``run.jobs`` processes.
 
     Each worker builds its own network and simulates a contiguous shard of the
-    images (one simulator per process; joblib's loky backend, or any joblib
-    backend such as Dask's via ``joblib.parallel_config``). Only the first image
+    images (one simulator per process: ``run.jobs`` local processes, or one shard
+    per worker of the Dask cluster ``run.dask_scheduler``). Only the first image
     of a shard sees a different predecessor, so results match a single run up to
     the residual activity the rest gap leaves.
     """
-    jobs = min(run.jobs, spikes.n_images)
-    if jobs <= 1:
+    jobs = min(parallel.n_workers(run.jobs, run.dask_scheduler), spikes.n_images)
+    if jobs <= 1 and not run.dask_scheduler:
         return run_images(run.make_backend(), model, kernels, run.params, spikes, upto=upto,
                           description=description, quiet=run.quiet)
-    from joblib import Parallel, delayed
-
     bounds = np.linspace(0, spikes.n_images, jobs + 1).astype(int)
     shards = [spikes.select(np.arange(bounds[k], bounds[k + 1])) for k in range(jobs)]
-    results = Parallel(n_jobs=jobs)(
-        delayed(_simulate_shard)(run.backend, run.machine, run.model_dir.path, model.to_dict(),
-                                 kernels, run.params, shard, upto,
-                                 f"{description} [{k + 1}/{jobs}]", run.quiet or k > 0)
-        for k, shard in enumerate(shards))
+    results = list(parallel.map_calls(_simulate_shard, [
+        (run.backend, run.machine, run.model_dir.path, model.to_dict(), kernels, run.params,
+         shard, upto, f"{description} [{k + 1}/{jobs}]", run.quiet or k > 0)
+        for k, shard in enumerate(shards)], run.jobs, run.dask_scheduler))
     run.note_workers([peak for _, peak in results], jobs)
-    _stop_idle_workers()
     return LayerSpikes.concatenate([spikes for spikes, _ in results])
 
 
