@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
+import shutil
 import sys
 import time
 import warnings
@@ -17,12 +19,16 @@ from pathlib import Path
 
 from . import interrupt
 from .backends import BACKENDS
-from .checkpoint import ModelDir
-from .config import read_params_file, resolve_parameters
+from .checkpoint import ModelDir, parameter_difference
+from .config import _merge, default_parameters, read_params_file, resolve_parameters, validate
 from .datasets import DATASETS
-from .errors import SpinnconvError, UsageError
+from .errors import ModelDirDamaged, RuntimeFailure, SpinnconvError, UsageError
+from .validation import strict_int
 
 MODES = ("loaddata", "training", "testing", "plot", "deploy", "info", "all")
+#: Modes that write to the model dir (they hold its lock).
+WRITING_MODES = ("training", "testing", "plot", "deploy", "all")
+DEFAULT_DATASET, DEFAULT_BACKEND = "digits", "brian2"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,19 +45,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "info | all")
     parser.add_argument("--layer", help="with --mode training: conv layer number (1, 2, ...) "
                         "or 'svm'")
-    parser.add_argument("--dataset", default="digits", choices=DATASETS,
-                        help="digits (bundled 8×8, default) or mnist")
-    parser.add_argument("--backend", default="brian2", choices=tuple(BACKENDS),
-                        help="PyNN simulator (default brian2)")
+    parser.add_argument("--dataset", choices=DATASETS,
+                        help="digits (bundled 8×8, default) or mnist; an existing model dir "
+                        "remembers its own")
+    parser.add_argument("--backend", choices=tuple(BACKENDS),
+                        help="PyNN simulator (default brian2, or the one that trained an "
+                        "existing model dir)")
     parser.add_argument("--source", help="with loaddata/all on mnist: folder holding the four "
                         "MNIST IDX .gz files to copy")
     parser.add_argument("--data-dir", default="data", help="where datasets live (default data/)")
     parser.add_argument("--model-dir", default="model", help="checkpoint folder (default model/)")
-    parser.add_argument("--seed", type=int, help="random seed (default: parameters.py)")
-    parser.add_argument("--train-examples", type=int, help="use the first N training images")
-    parser.add_argument("--test-examples", type=int, help="use the first N test images")
+    parser.add_argument("--seed", type=strict_int, help="random seed (default: parameters.py)")
+    parser.add_argument("--train-examples", type=strict_int,
+                        help="use the first N training images")
+    parser.add_argument("--test-examples", type=strict_int, help="use the first N test images")
     parser.add_argument("--params", help="JSON file overriding values of parameters.py")
-    parser.add_argument("--jobs", type=int, default=1,
+    parser.add_argument("--jobs", type=strict_int, default=1,
                         help="simulator processes that share the images (default 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--no-plots", action="store_true",
@@ -59,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     spinnaker = parser.add_argument_group("SpiNNaker (--backend spinnaker, --mode deploy)")
     machine = spinnaker.add_mutually_exclusive_group()
-    machine.add_argument("--virtual-board", type=int, choices=(3, 5),
+    machine.add_argument("--virtual-board", type=strict_int, choices=(3, 5),
                          help="map on a virtual 4-chip (3) or 48-chip (5) board, no hardware")
     machine.add_argument("--spinnaker-host", metavar="IP", help="a directly attached board")
     machine.add_argument("--spalloc-server", metavar="URL", help="a shared machine via spalloc")
@@ -76,7 +85,8 @@ def _check_args(args: argparse.Namespace) -> None:
         if args.layer is None:
             raise UsageError("--mode training needs --layer N (a conv layer number) or "
                              "--layer svm")
-        if args.layer != "svm" and not args.layer.isdigit():
+        if args.layer != "svm" and (not re.fullmatch(r"[0-9]{1,6}", args.layer)
+                                    or int(args.layer) < 1):
             raise UsageError(f"--layer must be a positive number or 'svm', got {args.layer!r}")
     elif args.layer is not None:
         raise UsageError("--layer only goes with --mode training")
@@ -88,32 +98,86 @@ def _check_args(args: argparse.Namespace) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be > 0, got {value}")
 
 
-def make_run(args: argparse.Namespace):
-    from .pipeline import Run
-
+def resolve_settings(args: argparse.Namespace) -> tuple[str, str, dict]:
+    """``(dataset, backend, parameters)``: from the model dir's manifest if it has one
+    (explicit flags must agree with it), else from the flags and the defaults."""
     overrides = read_params_file(args.params) if args.params else {}
     if args.seed is not None:
         overrides = {**overrides, "seed": args.seed}
-    params = resolve_parameters(args.dataset, overrides)
+    model_dir = ModelDir(args.model_dir)
+    if args.mode == "loaddata" or not model_dir.exists():
+        dataset = args.dataset or DEFAULT_DATASET
+        return dataset, args.backend or DEFAULT_BACKEND, resolve_parameters(dataset, overrides)
+    manifest = model_dir.manifest()
+    where = model_dir.path
+    if args.dataset is not None and args.dataset != manifest["dataset"]:
+        raise UsageError(f"--dataset {args.dataset} conflicts with {where}, which was trained "
+                         f"on '{manifest['dataset']}'; drop --dataset or use another --model-dir")
+    dataset = manifest["dataset"]
+    if args.backend is not None and args.backend != manifest["backend"] and \
+            args.mode in ("training", "all"):
+        raise UsageError(f"--backend {args.backend} conflicts with {where}, which was trained "
+                         f"with --backend {manifest['backend']}; drop --backend or use another "
+                         "--model-dir (testing and deploy may use another backend)")
+    backend = args.backend or manifest["backend"]
+    defaults, _ = default_parameters()
+    try:
+        stored = resolve_parameters(dataset, manifest["parameters"],
+                                    where=str(model_dir.manifest_path))
+    except UsageError as err:
+        raise ModelDirDamaged(f"model dir {where} is damaged: its parameters are invalid "
+                              f"({err}); retrain into a fresh --model-dir") from None
+    params = _merge(stored, overrides, "--params")
+    validate(params, defaults)
+    difference = parameter_difference(stored, params)
+    if difference:
+        raise UsageError(f"{where} was trained with other parameters ({difference}); drop "
+                         "--params/--seed, or use another --model-dir")
+    return dataset, backend, params
+
+
+def make_run(args: argparse.Namespace):
+    from .pipeline import Run
+
+    dataset, backend, params = resolve_settings(args)
     machine = {key: value for key, value in (("virtual_board", args.virtual_board),
                                              ("host", args.spinnaker_host),
                                              ("spalloc_server", args.spalloc_server))
                if value is not None}
-    if args.emulate_spinnaker and args.backend == "spinnaker":
+    if args.emulate_spinnaker and backend == "spinnaker":
         raise UsageError("--emulate-spinnaker is for brian2/nest; --backend spinnaker is the "
                          "real thing")
-    if (args.backend == "brian2" and args.mode in ("training", "all") and args.layer != "svm"
+    if (backend == "brian2" and args.mode in ("training", "all") and args.layer != "svm"
             and params["stdp"]["weight_dependence"] != "additive"):
         raise UsageError(f"--backend brian2 trains with additive STDP only (pyNN.brian2's "
                          f"STDPMechanism ignores the weight dependence), not "
                          f"'{params['stdp']['weight_dependence']}': use --backend nest")
     if args.emulate_spinnaker and params["timestep_ms"] != 1.0:
         raise UsageError("--emulate-spinnaker needs timestep_ms = 1.0 (SpiNNaker's time step)")
-    return Run(params=params, dataset=args.dataset, data_dir=Path(args.data_dir),
-               model_dir=ModelDir(args.model_dir), backend=args.backend, machine=machine,
+    return Run(params=params, dataset=dataset, data_dir=Path(args.data_dir),
+               model_dir=ModelDir(args.model_dir), backend=backend, machine=machine,
                emulate_spinnaker=args.emulate_spinnaker, jobs=args.jobs,
                n_train=args.train_examples, n_test=args.test_examples,
                quiet=args.quiet or not sys.stderr.isatty(), plots=not args.no_plots)
+
+
+def preflight(args: argparse.Namespace, run) -> None:
+    """Checks that need the data and the model, run before anything is written."""
+    from .validation import check_run
+
+    if args.mode not in ("training", "all"):
+        return
+    data = run.load()
+    model = run.model(data.image_shape)
+    if args.mode == "training" and args.layer != "svm":
+        number = int(args.layer)
+        if not 1 <= number <= model.n_conv_layers:
+            raise UsageError(f"--layer {number} does not exist: the model has conv layers "
+                             f"1..{model.n_conv_layers} (and 'svm')")
+    needs_svm = args.mode == "all" or args.layer == "svm"
+    check_run(run.params, model, data.n_train, data.train_labels if needs_svm else None)
+    if run.model_dir.exists() or args.mode == "all" or args.layer == "1":
+        run.model_dir.check_writable()
 
 
 def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
@@ -121,9 +185,29 @@ def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
 
     started = time.perf_counter()
     run = make_run(args)
-    _run_mode(args, run, argv)
-    if args.mode != "info":
-        pipeline.write_run_log(run, argv, time.perf_counter() - started)
+    if args.mode not in WRITING_MODES:
+        _run_mode(args, run, argv)
+        if args.mode != "info":
+            pipeline.write_run_log(run, argv, time.perf_counter() - started)
+        return 0
+    if not (args.mode == "all" and args.source):  # else after the data is copied
+        preflight(args, run)
+    spinnaker_dir = run.model_dir.path / "spinnaker"
+    spinnaker_existed = spinnaker_dir.exists()
+    try:
+        with run.model_dir.lock(["main.py", *argv]):
+            try:
+                _run_mode(args, run, argv)
+            except RuntimeFailure as err:
+                run.lines += [f"error: {err}", *_library_log.lines]
+                pipeline.write_run_log(run, argv, time.perf_counter() - started)
+                raise
+            run.lines += _library_log.lines
+            pipeline.write_run_log(run, argv, time.perf_counter() - started)
+    except BaseException:
+        if not spinnaker_existed:  # a failed command leaves no sPyNNaker config behind
+            shutil.rmtree(spinnaker_dir, ignore_errors=True)
+        raise
     return 0
 
 
@@ -142,6 +226,8 @@ def _run_mode(args: argparse.Namespace, run, argv: list[str]) -> None:
         return
     if args.mode in ("loaddata", "all"):
         pipeline.load_data(run, args.source)
+        if args.mode == "all" and args.source:
+            preflight(args, run)
     if args.mode == "training":
         if args.layer == "svm":
             pipeline.train_svm(run)
@@ -168,7 +254,25 @@ def _run_mode(args: argparse.Namespace, run, argv: list[str]) -> None:
         run.log(f"accuracy: {results['accuracy']:.4f}")
 
 
-def _quiet_libraries() -> None:
+class _LibraryLog(logging.Handler):
+    """Keeps third-party log records (sPyNNaker, NEST, PyNN) for the run log, off stderr."""
+
+    def __init__(self):
+        super().__init__(level=logging.WARNING)
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.extend(self.format(record).splitlines())
+        except (TypeError, ValueError):  # a malformed record must not break the run
+            self.handleError(record)
+
+
+_library_log = _LibraryLog()
+
+
+def _quiet_libraries(capture_logs: bool = True) -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=SyntaxWarning)
     warnings.filterwarnings("ignore", message=".*nest-config.*")
@@ -176,13 +280,21 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module=r"nest\..*")
     logging.getLogger("PyNN").setLevel(logging.ERROR)
     os.environ.setdefault("PYNEST_QUIET", "1")
+    root = logging.getLogger()
+    if capture_logs and _library_log not in root.handlers:
+        # a root handler also stops sPyNNaker's logging.basicConfig() adding one on stderr
+        for handler in list(root.handlers):
+            if isinstance(handler, logging.StreamHandler) and \
+                    getattr(handler, "stream", None) in (sys.stderr, sys.__stderr__):
+                root.removeHandler(handler)
+        root.addHandler(_library_log)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``main.py`` and the ``spinnconv`` command."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    _quiet_libraries()
+    _quiet_libraries(capture_logs=not args.debug)
     interrupt.install()  # SIGTERM like Ctrl-C: unwind, drop temporary files, keep checkpoints
     try:
         _check_args(args)

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from . import datasets, figures
 from .backends import get_backend
-from .checkpoint import ModelDir, write_json, write_text
+from .checkpoint import ModelDir, file_hashes, write_json, write_text
 from .config import build_model
 from .encoding import encode
 from .errors import UsageError
@@ -29,6 +29,7 @@ from .network import run_images
 from .readout import SpikeCountSVM, features_from_counts
 from .spikes import LayerSpikes
 from .training import calibrate_weight_na, random_kernels, sample_patches, train_conv_layer
+from .validation import check_training_labels
 
 
 def peak_memory_mb() -> float:
@@ -173,8 +174,10 @@ def load_data(run: Run, source: str | None = None) -> None:
     datasets.load_dataset(run.dataset, run.dataset_dir)  # raises the unknown-dataset error
 
 
-def _kernels(run: Run, model: SequentialModel, numbers) -> dict[int, np.ndarray]:
-    """Kernel weights in nA of conv layers ``numbers``, keyed by layer position.
+def _kernels(run: Run, model: SequentialModel, numbers,
+             manifest: dict | None = None) -> dict[int, np.ndarray]:
+    """Kernel weights in nA of conv layers ``numbers``, keyed by layer position, as
+    ``manifest`` (default: the one on disk) names them.
 
     With ``emulate_spinnaker`` they are rounded to the 16-bit fixed point the
     board would use for this network (sPyNNaker's ring-buffer shift per
@@ -182,8 +185,10 @@ def _kernels(run: Run, model: SequentialModel, numbers) -> dict[int, np.ndarray]
     """
     positions = model.conv_layer_positions
     weights = {}
+    manifest = manifest if manifest is not None else (
+        run.model_dir.manifest() if list(numbers) else None)
     for number in numbers:
-        arrays = run.model_dir.load_layer(number)
+        arrays = run.model_dir.load_layer(number, manifest)
         weights[positions[number - 1]] = arrays["kernels"] * float(arrays["weight_na"])
     if run.emulate_spinnaker and weights:
         from .deploy import spinnaker_weight_quantiser
@@ -226,13 +231,16 @@ def train_layer(run: Run, number: int) -> dict:
     n_images = min(data.n_train, int(run.params["train_patches"]))
     spikes = encode(data.train_images[:n_images], run.params)
     if position > 0:
-        kernels = _kernels(run, model, range(1, number))
+        kernels = _kernels(run, model, range(1, number), manifest)
         with run.phase(f"layer {number} input (layers 1..{position})", n_images, "img"):
             spikes = simulate(run, model, kernels, spikes, upto=position,
                               description=f"layers 1..{position} for layer {number}")
     rng = np.random.default_rng([run.params["seed"], number])
-    patches = sample_patches(spikes, layer, int(run.params["train_patches"]), rng,
-                             int(run.params["patch_min_spikes"]))
+    try:
+        patches = sample_patches(spikes, layer, int(run.params["train_patches"]), rng,
+                                 int(run.params["patch_min_spikes"]))
+    except ValueError as err:  # no window holds patch_min_spikes spikes
+        raise UsageError(f"layer {number}: {err}") from None
     with run.phase(f"layer {number} STDP", patches.n_images, "patch"):
         if run.params["random_kernels"]:  # ablation: same start, no learning
             trained = random_kernels(patches.shape, layer.n_kernels, run.params, rng)
@@ -262,10 +270,11 @@ def train_layer(run: Run, number: int) -> dict:
 
 
 def extract_features(run: Run, model: SequentialModel, images: np.ndarray,
-                     description: str) -> tuple[np.ndarray, np.ndarray]:
+                     description: str, manifest: dict | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """Readout features of ``images`` (from the spike counts of the last spiking
     layer) and each image's total output spike count."""
-    kernels = _kernels(run, model, range(1, model.n_conv_layers + 1))
+    kernels = _kernels(run, model, range(1, model.n_conv_layers + 1), manifest)
     counts = count_spikes(run, model, kernels, images, description)
     spikes_per_image = counts.sum(axis=1, dtype=np.int64)
     return features_from_counts(counts, model.output_shape, model.classifier), spikes_per_image
@@ -369,8 +378,9 @@ def train_svm(run: Run) -> dict:
     started = time.perf_counter()
     with run.phase("features (train)", data.n_train, "img"):
         features, spikes_per_image = extract_features(run, model, data.train_images,
-                                                      "features (train)")
+                                                      "features (train)", manifest)
     svm = SpikeCountSVM(c=run.params["svm_c"], transform=run.params["svm_feature_transform"])
+    check_training_labels(data.train_labels)
     with run.phase("svm fit", data.n_train, "img"):
         svm.fit(features, data.train_labels)
     train_accuracy = accuracy_score(data.train_labels, svm.predict(features))
@@ -394,10 +404,11 @@ def test(run: Run) -> dict:
     if not manifest["trained"]["svm"]:
         raise UsageError("the SVM is not trained: run --mode training --layer svm first")
     started = time.perf_counter()
-    svm_arrays = run.model_dir.load_svm()
+    svm_arrays = run.model_dir.load_svm(manifest)
     svm = SpikeCountSVM.from_arrays(svm_arrays)
     with run.phase("features (test) and prediction", data.n_test, "img"):
-        features, _ = extract_features(run, model, data.test_images, "features (test)")
+        features, _ = extract_features(run, model, data.test_images, "features (test)",
+                                       manifest)
         predicted = svm.predict(features)
     accuracy = float(accuracy_score(data.test_labels, predicted))
     seconds = time.perf_counter() - started
@@ -409,17 +420,18 @@ def test(run: Run) -> dict:
         "seconds": seconds, "peak_memory_mb": peak_memory_mb(),
         "seed": run.params["seed"],
     }
-    write_json(run.model_dir.path / "results.json", results)
+    results = run.model_dir.save_results(manifest, results)
     if run.plots:
-        _testing_figures(run, model, data)
+        _testing_figures(run, model, data, manifest)
     return results
 
 
-def _testing_figures(run: Run, model: SequentialModel, data: datasets.Dataset) -> list[Path]:
+def _testing_figures(run: Run, model: SequentialModel, data: datasets.Dataset,
+                     manifest: dict | None = None) -> list[Path]:
     """Figures of one test image run through every layer, and of the test results."""
     image = data.test_images[:1]
     input_spikes = encode(image, run.params)
-    kernels = _kernels(run, model, range(1, model.n_conv_layers + 1))
+    kernels = _kernels(run, model, range(1, model.n_conv_layers + 1), manifest)
     layers = run_images(run.make_backend(), model, kernels, run.params, input_spikes,
                         quiet=True, record_all=True)
     return figures.testing_figures(run.model_dir.path, model, input_spikes, layers, image[0],
@@ -433,8 +445,8 @@ def plot(run: Run) -> list[Path]:
     written = []
     for number in manifest["trained"]["layers"]:
         written += figures.training_figures(run.model_dir.path, model, number, run.params)
-    if (run.model_dir.path / "results.json").is_file() and manifest["trained"]["svm"]:
-        written += _testing_figures(run, model, run.load())
+    if manifest["trained"]["svm"] and run.model_dir.results(manifest) is not None:
+        written += _testing_figures(run, model, run.load(), manifest)
     if not written:
         raise UsageError(f"nothing to plot in {run.model_dir.path}: train a layer first")
     return written
@@ -452,12 +464,13 @@ def deploy(run: Run, conv_mode: str = "auto") -> dict:
     model = run.model_dir.model()
     manifest = run.model_dir.start(model, run.params, run.dataset, run.backend, create=False)
     _require_layers(manifest, model.n_conv_layers, "deploying")
-    kernels = _kernels(run, model, range(1, model.n_conv_layers + 1))
+    kernels = _kernels(run, model, range(1, model.n_conv_layers + 1), manifest)
     machine = run.machine or {"virtual_board": 5}
     report = map_network(model, kernels, run.params, machine,
                          work_dir=run.model_dir.path / "spinnaker", conv_mode=conv_mode,
                          quiet=run.quiet)
-    write_json(run.model_dir.path / "deploy.json", report)
+    write_json(run.model_dir.path / "deploy.json",
+               {**report, "model_files": file_hashes(manifest)})
     run.log(format_report(report))
     return report
 
@@ -502,6 +515,7 @@ def write_record(run: Run, argv: list[str], results: dict, seconds: float) -> di
         "worker_peak_memory_mb": round(run.worker_peak_mb, 1),
         "peak_memory_bound_mb": round(bound_mb, 1),
         "phases": run.phases, "parameters": run.params, "versions": package_versions(),
+        "model_files": file_hashes(run.model_dir.manifest()),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     write_json(run.model_dir.path / "record.json", record)
@@ -529,9 +543,9 @@ def info(run: Run) -> str:
                   f"{manifest['backend']}, seed {manifest['seed']}; trained conv layers "
                   f"{trained['layers'] or 'none'} of {model.n_conv_layers}, svm "
                   f"{'yes' if trained['svm'] else 'no'}")
-        results = run.model_dir.path / "results.json"
-        if results.is_file():
-            status += f"; last test accuracy {json.loads(results.read_text())['accuracy']:.4f}"
+        results = run.model_dir.results(manifest)
+        if results is not None:
+            status += f"; last test accuracy {results['accuracy']:.4f}"
     else:
         if image_shape is None:
             raise UsageError(f"unknown dataset '{run.dataset}'; choose one of: "
