@@ -162,10 +162,12 @@ def _json_default(value):
 
 def _parse_npz(data: bytes, what: str) -> dict[str, np.ndarray]:
     """Arrays of the ``.npz`` bytes ``data``; ``ValueError`` naming ``what`` if unreadable."""
+    if data.startswith(b"\x93NUMPY"):
+        raise ValueError(f"{what} is a single array, not an .npz archive")
+    if not data.startswith(b"PK"):
+        raise ValueError(f"{what} is not a valid .npz file")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as loaded:
-            if not hasattr(loaded, "files"):
-                raise ValueError(f"{what} is a single array, not an .npz archive")
             return {key: loaded[key] for key in loaded.files}
     except ValueError as err:
         if "allow_pickle" in str(err) or "pickle" in str(err).lower():
@@ -554,9 +556,10 @@ class ModelDir:
                                "inputs": {other: files[other]["sha256"] for other in
                                           _inputs_of(role, files)}}
             layers = sorted(int(role[5:]) for role in files if role.startswith("layer"))
-            manifest = {**base, **fields, "format_version": FORMAT_VERSION,
-                        "trained": {"layers": layers, "svm": "svm" in files}, "files": files}
-            check_manifest(json.loads(_json_bytes(manifest)), self.path)
+            manifest = json.loads(_json_bytes({
+                **base, **fields, "format_version": FORMAT_VERSION,
+                "trained": {"layers": layers, "svm": "svm" in files}, "files": files}))
+            check_manifest(manifest, self.path)
             _write_guarded(self.manifest_path, _json_bytes(manifest),
                            fault_step="manifest-temp")
             _fault("manifest-renamed")

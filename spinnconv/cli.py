@@ -8,6 +8,7 @@ Errors print one line on stderr; ``--debug`` shows the traceback.
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
 import re
@@ -310,6 +311,16 @@ def main(argv: list[str] | None = None) -> int:
         print("error: interrupted; earlier checkpoints are intact, run the same command "
               "again to redo the interrupted stage", file=sys.stderr)
         return 130
+    finally:
+        if not args.debug:
+            _drop_exit_reports()
+
+
+def _drop_exit_reports() -> None:
+    """sPyNNaker repeats its warnings on stderr at exit; they are in the run log."""
+    log = sys.modules.get("spinn_utilities.log")
+    if log is not None:
+        atexit.unregister(log.FormatAdapter.atexit_handler)
 
 
 if __name__ == "__main__":
