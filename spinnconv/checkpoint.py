@@ -621,6 +621,15 @@ class ModelDir:
         check_svm_arrays(arrays, SequentialModel.from_dict(manifest["model"]), name, self.path)
         return arrays
 
+    def verify(self, manifest: dict | None = None) -> dict:
+        """Check every file the manifest names (hash, shapes, values); the manifest."""
+        manifest = manifest or self.manifest()
+        for number in manifest["trained"]["layers"]:
+            self.load_layer(number, manifest)
+        if manifest["trained"]["svm"]:
+            self.load_svm(manifest)
+        return manifest
+
     def layer_path(self, number: int, manifest: dict | None = None) -> Path:
         """Where the manifest keeps conv layer ``number``."""
         manifest = manifest or self.manifest()

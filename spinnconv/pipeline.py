@@ -536,7 +536,7 @@ def info(run: Run) -> str:
     """``--mode info``: the model summary and what is trained."""
     image_shape = {"digits": (8, 8), "mnist": (28, 28)}.get(run.dataset)
     if run.model_dir.exists():
-        manifest = run.model_dir.manifest()
+        manifest = run.model_dir.verify()
         model = run.model_dir.model()
         trained = manifest["trained"]
         status = (f"model dir {run.model_dir.path}: dataset {manifest['dataset']}, backend "

@@ -92,8 +92,25 @@ def check_parameters(params: dict) -> None:
     if params["code"] == "rate" and params["max_rate_hz"] * dt / 1000.0 > 1.0:
         raise UsageError(f"parameter 'max_rate_hz' must be at most {1000.0 / dt:g} Hz (one "
                          f"spike per {dt:g} ms time step), got {params['max_rate_hz']!r}")
-    if params["dog"] and params["dog_size"] % 2 == 0:
-        raise UsageError(f"parameter 'dog_size' must be odd, got {params['dog_size']!r}")
+    if params["dog"] and (params["dog_size"] % 2 == 0 or params["dog_size"] < 3):
+        raise UsageError(f"parameter 'dog_size' must be odd and at least 3, got "
+                         f"{params['dog_size']!r}")
+    check_architecture_sizes(params["architecture"])
+
+
+def check_architecture_sizes(architecture: list) -> None:
+    """Padding smaller than the kernel (a wider border is windows of padding only)."""
+    for number, entry in enumerate(architecture, start=1):
+        if not isinstance(entry, dict) or entry.get("kind") != "conv":
+            continue
+        kernel, padding = entry.get("kernel_shape", (5, 5)), entry.get("padding", 0)
+        sizes = kernel if isinstance(kernel, (list, tuple)) else [kernel]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in [*sizes, padding]):
+            continue  # the model reports malformed sizes
+        if sizes and padding >= min(sizes):
+            raise UsageError(f"architecture entry {number} (conv): padding {padding} must be "
+                             f"smaller than the kernel ({min(sizes)}); use at most "
+                             f"{min(sizes) - 1}")
 
 
 def _max_spikes_per_input(params: dict) -> float:
