@@ -23,7 +23,7 @@ from .backends import BACKENDS
 from .checkpoint import ModelDir, parameter_difference
 from .config import _merge, default_parameters, read_params_file, resolve_parameters, validate
 from .datasets import DATASETS
-from .errors import ModelDirDamaged, RuntimeFailure, SpinnconvError, UsageError
+from .errors import ModelDirDamaged, SpinnconvError, UsageError
 from .validation import strict_int
 
 MODES = ("loaddata", "training", "testing", "plot", "deploy", "info", "all")
@@ -197,12 +197,7 @@ def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     spinnaker_existed = spinnaker_dir.exists()
     try:
         with run.model_dir.lock(["main.py", *argv]):
-            try:
-                _run_mode(args, run, argv)
-            except RuntimeFailure as err:
-                run.lines += [f"error: {err}", *_library_log.lines]
-                pipeline.write_run_log(run, argv, time.perf_counter() - started)
-                raise
+            _run_mode(args, run, argv)  # a failed command writes no log: the dir is as it was
             run.lines += _library_log.lines
             pipeline.write_run_log(run, argv, time.perf_counter() - started)
     except BaseException:
