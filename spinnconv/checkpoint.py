@@ -80,6 +80,15 @@ def _fault(step: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def _fsync_dir(directory: Path) -> None:
     try:
         handle = os.open(directory, os.O_RDONLY)
@@ -98,6 +107,7 @@ def _atomic_write(path: Path, data: bytes, fault_step: str | None = None) -> Non
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(handle, 0o666 & ~_UMASK)  # as open() would create it, not mkstemp's 0600
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
             stream.flush()

@@ -176,7 +176,8 @@ def preflight(args: argparse.Namespace, run) -> None:
             raise UsageError(f"--layer {number} does not exist: the model has conv layers "
                              f"1..{model.n_conv_layers} (and 'svm')")
     needs_svm = args.mode == "all" or args.layer == "svm"
-    check_run(run.params, model, data.n_train, data.train_labels if needs_svm else None)
+    check_run(run.params, model, data.n_train, data.train_labels if needs_svm else None,
+              images=data.train_images)
     if run.model_dir.exists() or args.mode == "all" or args.layer == "1":
         run.model_dir.check_writable()
 

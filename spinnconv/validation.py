@@ -135,10 +135,16 @@ def available_memory_bytes() -> int | None:
         return None
 
 
-def memory_estimate_bytes(params: dict, model, n_images: int) -> dict[str, float]:
-    """Rough peak bytes of the largest arrays, keyed by the parameter that sizes them."""
-    spikes_per_input = _max_spikes_per_input(params)
+def memory_estimate_bytes(params: dict, model, n_images: int,
+                          spikes_per_image: float | None = None) -> dict[str, float]:
+    """Rough peak bytes of the largest arrays, keyed by the parameter that sizes them.
+
+    ``spikes_per_image``: input spikes of one encoded image (measured on a sample);
+    without it every input is assumed to fire at its highest rate.
+    """
     n_input = int(np.prod(model.input_shape))
+    if spikes_per_image is None:
+        spikes_per_image = n_input * _max_spikes_per_input(params)
     spike_bytes = 16.0  # a time (float64) and a neuron index (int64) per spike
     patch_sizes = []
     for position in model.conv_layer_positions:
@@ -149,24 +155,24 @@ def memory_estimate_bytes(params: dict, model, n_images: int) -> dict[str, float
     n_neurons = sum(row["neurons"] for row in model.layer_counts()) + n_input
     n_synapses = sum(row["synapses"] for row in model.layer_counts())
     train_patches = float(params["train_patches"])
-    estimates = {
-        "train_patches": train_patches * (64.0 + 16.0 * patch_size
-                                          + spike_bytes * patch_size * spikes_per_input)
-        + min(train_patches, n_images) * n_input * spikes_per_input * spike_bytes,
-        "block_images": float(params["block_images"]) * (n_input * spikes_per_input
-                                                        * spike_bytes + 2.0 * n_neurons),
+    patch_spikes = spikes_per_image * patch_size / n_input
+    return {
+        "train_patches": train_patches * (64.0 + 16.0 * patch_size + spike_bytes * patch_spikes)
+        + min(train_patches, n_images) * spikes_per_image * spike_bytes,
+        "block_images": float(params["block_images"]) * (spikes_per_image * spike_bytes
+                                                        + 2.0 * n_neurons),
         "chunk_images": float(params["chunk_images"]) * n_neurons * 8.0,
         "architecture": 100.0 * n_synapses,
     }
-    return estimates
 
 
-def check_memory(params: dict, model, n_images: int, available: int | None = None) -> None:
+def check_memory(params: dict, model, n_images: int, available: int | None = None,
+                 spikes_per_image: float | None = None) -> None:
     """Refuse sizes whose arrays would not fit in the available memory."""
     available = available_memory_bytes() if available is None else available
     if available is None:
         return
-    estimates = memory_estimate_bytes(params, model, n_images)
+    estimates = memory_estimate_bytes(params, model, n_images, spikes_per_image)
     total = sum(estimates.values())
     if total > available:
         name = max(estimates, key=estimates.get)
@@ -203,9 +209,21 @@ def check_training_labels(labels: np.ndarray, option: str = "--train-examples") 
                          f"classes: raise {option}")
 
 
-def check_run(params: dict, model, n_train_images: int, labels: np.ndarray | None = None) -> None:
+def measured_spikes_per_image(images: np.ndarray, params: dict, n_sample: int = 20) -> float:
+    """Mean input spikes of one encoded image, over the first ``n_sample`` images."""
+    from .encoding import encode
+
+    sample = images[:n_sample]
+    if len(sample) == 0:
+        return 0.0
+    return encode(sample, params).n_spikes / len(sample)
+
+
+def check_run(params: dict, model, n_train_images: int, labels: np.ndarray | None = None,
+              images: np.ndarray | None = None) -> None:
     """Every check that needs the model and the data (run before any write)."""
     check_patch_min_spikes(params, model)
-    check_memory(params, model, n_train_images)
+    check_memory(params, model, n_train_images, spikes_per_image=None if images is None
+                 else measured_spikes_per_image(images, params))
     if labels is not None:
         check_training_labels(labels)
