@@ -319,6 +319,9 @@ def check_manifest(manifest, path: Path) -> dict:
         model = SequentialModel.from_dict(manifest["model"])
     except UsageError as err:
         raise _damaged(path, f"manifest.json 'model': {err}") from None
+    if manifest["parameters"].get("seed", manifest["seed"]) != manifest["seed"]:
+        raise _damaged(path, f"manifest.json 'seed' {manifest['seed']} differs from its "
+                       f"parameters' seed {manifest['parameters'].get('seed')}")
     trained = manifest["trained"]
     layers, svm = trained.get("layers"), trained.get("svm")
     if not isinstance(layers, list) or not all(isinstance(n, int) and not isinstance(n, bool)

@@ -21,7 +21,7 @@ from pathlib import Path
 from . import interrupt
 from .backends import BACKENDS
 from .checkpoint import ModelDir, parameter_difference
-from .config import _merge, default_parameters, read_params_file, resolve_parameters, validate
+from .config import build_model, override_parameters, read_params_file, resolve_parameters
 from .datasets import DATASETS
 from .errors import ModelDirDamaged, SpinnconvError, UsageError
 from .validation import strict_int
@@ -121,15 +121,21 @@ def resolve_settings(args: argparse.Namespace) -> tuple[str, str, dict]:
                          f"with --backend {manifest['backend']}; drop --backend or use another "
                          "--model-dir (testing and deploy may use another backend)")
     backend = args.backend or manifest["backend"]
-    defaults, _ = default_parameters()
     try:
         stored = resolve_parameters(dataset, manifest["parameters"],
                                     where=str(model_dir.manifest_path))
     except UsageError as err:
         raise ModelDirDamaged(f"model dir {where} is damaged: its parameters are invalid "
                               f"({err}); retrain into a fresh --model-dir") from None
-    params = _merge(stored, overrides, "--params")
-    validate(params, defaults)
+    try:
+        built = build_model(stored, tuple(manifest["model"]["input_shape"][:2]))
+    except UsageError as err:
+        built = err
+    if built != model_dir.model():
+        raise ModelDirDamaged(f"model dir {where} is damaged: manifest.json 'model' is not the "
+                              "architecture its parameters describe; retrain into a fresh "
+                              "--model-dir")
+    params = override_parameters(stored, overrides)
     difference = parameter_difference(stored, params)
     if difference:
         raise UsageError(f"{where} was trained with other parameters ({difference}); drop "

@@ -131,6 +131,14 @@ def resolve_parameters(dataset: str, overrides: dict | None = None,
     return params
 
 
+def override_parameters(base: dict, overrides: dict, where: str = "--params") -> dict:
+    """``base`` (complete parameters, e.g. a model dir's) with ``overrides``; validated."""
+    defaults, _ = default_parameters()
+    params = _merge(base, overrides, where)
+    validate(params, defaults)
+    return params
+
+
 def build_model(params: dict, image_shape: tuple[int, int]) -> SequentialModel:
     """The ``SequentialModel`` of ``params['architecture']`` on encoded images."""
     channels = 2 if params["dog"] else 1

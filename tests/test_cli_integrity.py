@@ -153,6 +153,31 @@ def test_damaged_model_dirs_are_one_line_with_exit_1(tmp_path):
                   "is damaged", "JSON list")
 
 
+def test_a_manifest_whose_model_contradicts_its_parameters_is_damage(tmp_path):
+    directory = fake_trained(tmp_path / "model")
+    manifest = json.loads(directory.manifest_path.read_text())
+    manifest["model"]["layers"][0]["n_kernels"] = 7
+    directory.manifest_path.write_text(json.dumps(manifest))
+    check_refused(run_cli("--mode", "testing", "--model-dir", str(directory.path)), 1,
+                  "is damaged", "architecture its parameters describe")
+
+
+@pytest.mark.parametrize("mode,args", [
+    ("testing", ["--model-dir", "{dir}"]),
+    ("training", ["--layer", "1", "--model-dir", "{fresh}"]),
+])
+def test_unreachable_board_is_one_line_and_leaves_no_spinnaker_files(tmp_path, mode, args):
+    pytest.importorskip("spynnaker")
+    directory = fake_trained(tmp_path / "model")
+    before = tree_hash(directory.path)
+    args = [a.format(dir=directory.path, fresh=tmp_path / "fresh") for a in args]
+    result = run_cli("--mode", mode, "--backend", "spinnaker", "--spinnaker-host", "192.0.2.1",
+                     *args)
+    check_refused(result, 1, "not reachable")
+    assert "end before setup" not in result.stderr and "WARNING" not in result.stderr
+    assert tree_hash(directory.path) == before and not (tmp_path / "fresh").exists()
+
+
 def test_a_model_dir_remembers_dataset_and_backend(tmp_path):
     directory = fake_trained(tmp_path / "mnist-model", dataset="mnist", backend="nest")
     result = run_cli("--mode", "info", "--model-dir", str(directory.path))
