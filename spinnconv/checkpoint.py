@@ -240,6 +240,7 @@ def model_dir_lock(path: str | Path, argv: list[str] | None = None) -> Iterator[
             _held[key][1] -= 1
         return
     created = not path.exists()
+    lock_created = not (path / LOCK_NAME).exists()
     try:
         path.mkdir(parents=True, exist_ok=True)
         handle = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -262,18 +263,20 @@ def model_dir_lock(path: str | Path, argv: list[str] | None = None) -> Iterator[
         os.fsync(handle)
     except OSError:
         pass  # the lock holds without its description
-    _held[key] = [handle, 1]
+    _held[key] = [handle, 1, False]  # descriptor, depth, committed
     try:
         ModelDir(path).collect_garbage()
         yield
     finally:
-        del _held[key]
+        committed = _held.pop(key)[2]
         try:
             os.ftruncate(handle, 0)
         except OSError:
             pass
         if created and not (path / "manifest.json").exists():
             _remove_uncommitted(path)
+        elif lock_created and not committed:  # a refused command leaves the dir as it was
+            (path / LOCK_NAME).unlink(missing_ok=True)
         fcntl.flock(handle, fcntl.LOCK_UN)
         os.close(handle)
 
@@ -575,6 +578,7 @@ class ModelDir:
             check_manifest(manifest, self.path)
             _write_guarded(self.manifest_path, _json_bytes(manifest),
                            fault_step="manifest-temp")
+            _held[self.path.resolve()][2] = True
             _fault("manifest-renamed")
             self.collect_garbage()
             return manifest

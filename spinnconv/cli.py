@@ -198,7 +198,7 @@ def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         if args.mode != "info":
             pipeline.write_run_log(run, argv, time.perf_counter() - started)
         return 0
-    if not (args.mode == "all" and args.source):  # else after the data is copied
+    if args.mode != "all":  # --mode all: once load_data has made the data available
         preflight(args, run)
     spinnaker_dir = run.model_dir.path / "spinnaker"
     spinnaker_existed = spinnaker_dir.exists()
@@ -229,7 +229,7 @@ def _run_mode(args: argparse.Namespace, run, argv: list[str]) -> None:
         return
     if args.mode in ("loaddata", "all"):
         pipeline.load_data(run, args.source)
-        if args.mode == "all" and args.source:
+        if args.mode == "all":
             preflight(args, run)
     if args.mode == "training":
         if args.layer == "svm":
