@@ -131,7 +131,7 @@ def resolve_settings(args: argparse.Namespace) -> tuple[str, str, dict]:
         built = build_model(stored, tuple(manifest["model"]["input_shape"][:2]))
     except UsageError as err:
         built = err
-    if built != model_dir.model():
+    if "architecture" in manifest["parameters"] and built != model_dir.model():
         raise ModelDirDamaged(f"model dir {where} is damaged: manifest.json 'model' is not the "
                               "architecture its parameters describe; retrain into a fresh "
                               "--model-dir")

@@ -183,8 +183,11 @@ def test_a_model_dir_remembers_dataset_and_backend(tmp_path):
     result = run_cli("--mode", "info", "--model-dir", str(directory.path))
     assert result.returncode == 0, result.stderr
     assert "dataset mnist, backend nest" in result.stdout and "28×28" in result.stdout
+    (directory.path / ".lock").unlink()
+    before = tree_hash(directory.path)
     check_refused(run_cli("--mode", "deploy", "--model-dir", str(directory.path)), 2,
                   "conv layer 1 trained first")  # not "trained on 'mnist', not 'digits'"
+    assert tree_hash(directory.path) == before  # refused under the lock: no lock file left
 
 
 def test_testing_takes_the_backend_from_the_manifest(tmp_path):
