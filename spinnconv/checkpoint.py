@@ -612,6 +612,9 @@ class ModelDir:
         try:
             data = (self.path / name).read_bytes()
         except FileNotFoundError:
+            if self.exists() and self.manifest()["files"].get(role) != entry:
+                raise ModelDirBusy(f"model dir {self.path} was changed by another command "
+                                   "while this one read it; run this command again") from None
             raise _damaged(self.path, f"{name} (named by manifest.json) is missing") from None
         except OSError as err:
             raise CheckpointError(f"cannot read {self.path / name}: "

@@ -389,3 +389,11 @@ def test_lock_file_descriptor_is_not_inherited(tmp_path):
     with directory.lock():
         handle = checkpoint._held[directory.path.resolve()][0]
         assert not os.get_inheritable(handle)
+
+
+def test_a_reader_overtaken_by_a_commit_is_told_to_retry_not_that_the_dir_is_damaged(tmp_path):
+    directory, old = trained_dir(tmp_path / "m")
+    directory.save_layer(old, 1, layer_arrays(0.2))  # the commit removes the old layer file
+    with pytest.raises(ModelDirBusy, match="changed by another command while this one read"):
+        directory.load_layer(1, old)
+    np.testing.assert_array_equal(directory.load_layer(1)["kernels"], 0.2)
