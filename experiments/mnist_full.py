@@ -24,6 +24,7 @@ sys.path.insert(0, str(REPO))
 
 from spinnconv import cli, interrupt, pipeline
 from spinnconv.errors import SpinnconvError
+from spinnconv.logs import quiet_libraries
 
 
 def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
@@ -90,7 +91,7 @@ def run_all(argv: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args, passthrough = parse(argv)
-    cli._quiet_libraries()
+    quiet_libraries()
     records = []
     for seed in args.seeds:
         model_dir = args.out / f"seed{seed}"
