@@ -120,11 +120,6 @@ class SpiNNakerBackend(PyNNBackend):
         keep = times >= since
         return index[keep], times[keep]
 
-    def weights(self, projection) -> np.ndarray:
-        """Dense ``(n_pre, n_post)`` weights read back with ``Projection.get`` (16-bit values)."""
-        holder = projection.get("weight", format="array", with_address=False)
-        return np.abs(np.array(holder, dtype=np.float64))
-
     # -- what sPyNNaker made of it ----------------------------------------------
     def weight_quantisation(self, projection) -> dict:
         """``{"ring_buffer_shift", "weight_scale", "weight_step", "synapse_type"}`` of a
