@@ -57,11 +57,11 @@ class DendriticSTDPMechanism(STDPMechanism):
              A_minus : 1
              dP/dt = -P/tau_plus : 1 (event-driven)
              dM/dt = -M/tau_minus : 1 (event-driven)"""
+    # Brian2 abstract code: one statement per line
     pre = """
           weight = clip(weight + pending, w_min, w_max)
           pending = 0 * %(weight_units)s
-          weight = clip(weight - (%(depression)s) * int(abs(t - t_post_seen) > 0.5 * dt),
-                        w_min, w_max)
+          weight = clip(weight - (%(depression)s) * int(abs(t-t_post_seen) > 0.5*dt), w_min, w_max)
           %(truncate)s
           P += A_plus
           %(syn_var)s += weight
