@@ -434,3 +434,28 @@ def test_native_quantiser_matches_spinnakers_kernel_encoder(tmp_path, empty_cwd)
                     np.testing.assert_array_equal(decoded, expect)
     finally:
         backend.end()
+
+
+def test_deploy_asks_the_machine_once_for_both_mappings(tmp_path, empty_cwd, monkeypatch):
+    import importlib
+
+    # the package's ``deploy`` is the function; the module is in sys.modules
+    backend_module = importlib.import_module("spinnconv.backends.spinnaker.backend")
+    deploy_module = importlib.import_module("spinnconv.backends.spinnaker.deploy")
+
+    calls = []
+
+    def counting(where):
+        def check(host=None, spalloc_server=None, timeout_s=3.0):
+            calls.append((where, host, spalloc_server))
+        return check
+
+    monkeypatch.setattr(deploy_module, "check_machine_reachable", counting("deploy"))
+    monkeypatch.setattr(backend_module, "check_machine_reachable", counting("setup"))
+    model = SequentialModel((8, 8, 1))
+    model.add(ConvLayer(2, (3, 3)))
+    params = resolve_parameters("digits")
+    report = deploy(model, random_kernels(model, seed=1), params, {"virtual_board": 5},
+                    tmp_path, "auto")
+    assert all(c["fits"] for c in report["candidates"].values())
+    assert calls == [("deploy", None, None)]
