@@ -42,3 +42,14 @@ def test_simulator_contract_covers_every_module_outside_backends():
     listed = set(_contract("simulators-in-backends")["source_modules"])
     assert modules - listed == set(), "add these to the contract in pyproject.toml"
     assert listed - modules == set(), "these modules no longer exist"
+
+
+def test_every_subpackage_is_installed():
+    """``[tool.setuptools] packages`` lists every package of spinnconv (a missing one
+    would be left out of a non-editable install)."""
+    tomllib = pytest.importorskip("tomllib")
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    listed = set(config["tool"]["setuptools"]["packages"])
+    found = {"spinnconv"} | {name for _, name, is_package in pkgutil.walk_packages(
+        spinnconv.__path__, "spinnconv.") if is_package}
+    assert found == listed
