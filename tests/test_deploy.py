@@ -281,6 +281,10 @@ def test_translation_of_spinnaker_exceptions(make, kind, layer):
     assert "\n" not in message
     assert kind in message
     assert f"failed at {layer or 'layer2_pool'}:" in message
+    fixes = {"does not fit": "n_boards", "routing tables": "conv_mode 'native'",
+             "synaptic row is too long": "fewer kernels"}
+    if kind in fixes:  # the line ends with what to change
+        assert message.rsplit("]", 1)[1].startswith("; ") and fixes[kind] in message
 
 
 def test_unreachable_board_fails_fast_with_one_line(tmp_path):
