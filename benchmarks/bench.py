@@ -83,7 +83,7 @@ def _measure(backend_name: str, dataset: str, n_images: int, n_patches: int) -> 
     name = backend_name.removesuffix("-emulated")
     emulated = name != backend_name
     if emulated:
-        from spinnconv.deploy import spinnaker_weight_quantiser
+        from spinnconv.backends.spinnaker import spinnaker_weight_quantiser
 
         kernels = spinnaker_weight_quantiser(model, kernels, params)
     if name == "spinnaker":
