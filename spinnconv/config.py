@@ -1,7 +1,8 @@
 """Parameters: defaults from ``parameters.py``, per-dataset values, ``--params`` overrides.
 
-Validation happens here, at the edge: unknown names, wrong types, negative or
-non-finite numbers are refused with a :class:`~spinnconv.errors.UsageError`
+Validation happens here, at the edge: unknown names, wrong types, negative,
+non-finite or huge numbers, and physically impossible combinations
+(:func:`spinnconv.validation.check_parameters`) are refused with a :class:`~spinnconv.errors.UsageError`
 before anything runs.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from .errors import UsageError
 from .model import _LAYER_CLASSES, ConvLayer, SequentialModel
+from .validation import MAX_MAGNITUDE, check_parameters
 
 #: Parameters that must be strictly positive (others must be >= 0 where numeric).
 _STRICTLY_POSITIVE = {"timestep_ms", "presentation_ms", "chunk_images", "block_images",
@@ -46,10 +48,13 @@ def _check_value(name: str, value, default) -> None:
     if isinstance(default, (int, float)):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UsageError(f"parameter '{name}' must be a number, got {value!r}")
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             raise UsageError(f"parameter '{name}' must be finite, got {value!r}")
         if isinstance(default, int) and not isinstance(default, bool) and int(value) != value:
             raise UsageError(f"parameter '{name}' must be an integer, got {value!r}")
+        if name != "seed" and abs(value) > MAX_MAGNITUDE:
+            raise UsageError(f"parameter '{name}' must be at most {MAX_MAGNITUDE:g} in "
+                             f"magnitude, got {value!r}")
         leaf = name.split(".")[-1]
         if leaf in _STRICTLY_POSITIVE and value <= 0:
             raise UsageError(f"parameter '{name}' must be > 0, got {value!r}")
@@ -94,13 +99,11 @@ def validate(params: dict, defaults: dict) -> None:
                 _check_value(f"{name}.{key}", value[key], sub_default)
         else:
             _check_value(name, value, default)
-    neuron = params["neuron"]
-    if neuron["v_thresh"] <= neuron["v_reset"]:
-        raise UsageError("parameter 'neuron.v_thresh' must be above 'neuron.v_reset'")
     if params["timestep_ms"] > params["presentation_ms"]:
         raise UsageError("parameter 'timestep_ms' must not exceed 'presentation_ms'")
     if not 0 < params["calibration_percentile"] <= 100:
         raise UsageError("parameter 'calibration_percentile' must be in (0, 100]")
+    check_parameters(params)
 
 
 def read_params_file(path: str | Path) -> dict:
@@ -156,6 +159,14 @@ def resolve_parameters(dataset: str, overrides: dict | None = None,
             and "architecture" not in overrides):
         params = _merge(params, size_parameters(image_shape), "parameters.BY_IMAGE_SIZE")
     params = _merge(params, overrides, where)
+    validate(params, defaults)
+    return params
+
+
+def override_parameters(base: dict, overrides: dict, where: str = "--params") -> dict:
+    """``base`` (complete parameters, e.g. a model dir's) with ``overrides``; validated."""
+    defaults, _ = default_parameters()
+    params = _merge(base, overrides, where)
     validate(params, defaults)
     return params
 

@@ -37,3 +37,11 @@ class BackendUnavailable(UsageError):
 
 class CheckpointError(RuntimeFailure):
     """A model directory that cannot be read or written."""
+
+
+class ModelDirDamaged(CheckpointError):
+    """A model directory whose manifest or arrays fail their checks."""
+
+
+class ModelDirBusy(CheckpointError):
+    """A model directory another process is writing."""

@@ -29,8 +29,11 @@ def input_channel_names(model, params: dict) -> list[str] | None:
 
 def training_figures(model_dir: Path, model, number: int, params: dict) -> list[Path]:
     """Kernels and membrane traces of conv layer ``number``, and all convergence curves."""
+    from .checkpoint import ModelDir
+
     figures = model_dir / "figures"
-    arrays = dict(np.load(model_dir / f"layer{number}.npz", allow_pickle=False))
+    manifest = ModelDir(model_dir).manifest()
+    arrays = ModelDir(model_dir).load_layer(number, manifest)
     names = input_channel_names(model, params) if number == 1 else None
     written = [plots.plot_kernels(arrays["kernels"], figures / f"kernels_layer{number}.png",
                                   f"Conv layer {number}: kernels learned by STDP",
@@ -46,10 +49,9 @@ def training_figures(model_dir: Path, model, number: int, params: dict) -> list[
             threshold_mv=arrays["thresholds_mv"][:traced],
             title=f"Conv layer {number}: kernel neurons during the last STDP patches"))
     curves = {}
-    for layer in range(1, model.n_conv_layers + 1):
-        path = model_dir / f"layer{layer}.npz"
-        if path.is_file():
-            curve = np.load(path, allow_pickle=False)["convergence"]
+    for layer in manifest["trained"]["layers"]:
+        if layer <= model.n_conv_layers:
+            curve = ModelDir(model_dir).load_layer(layer, manifest)["convergence"]
             if curve.size:  # empty for untrained (random-kernel) layers
                 curves[f"layer {layer}"] = curve
     if curves:

@@ -5,11 +5,32 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 
 
-def quiet_libraries() -> None:
-    """Hide the simulators' banners and deprecation noise (before they are imported)."""
+class LibraryLog(logging.Handler):
+    """Keeps third-party log records (sPyNNaker, NEST, PyNN) for the run log, off stderr."""
+
+    def __init__(self):
+        super().__init__(level=logging.WARNING)
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.extend(self.format(record).splitlines())
+        except (TypeError, ValueError):  # a malformed record must not break the run
+            self.handleError(record)
+
+
+#: the CLI's capture of third-party log records, appended to the run log
+library_log = LibraryLog()
+
+
+def quiet_libraries(capture_logs: bool = False) -> None:
+    """Hide the simulators' banners and deprecation noise (before they are imported);
+    with ``capture_logs`` their log records go to :data:`library_log`, off stderr."""
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=SyntaxWarning)
     warnings.filterwarnings("ignore", message=".*nest-config.*")
@@ -17,3 +38,11 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module=r"nest\..*")
     logging.getLogger("PyNN").setLevel(logging.ERROR)
     os.environ.setdefault("PYNEST_QUIET", "1")
+    root = logging.getLogger()
+    if capture_logs and library_log not in root.handlers:
+        # a root handler also stops sPyNNaker's logging.basicConfig() adding one on stderr
+        for handler in list(root.handlers):
+            if isinstance(handler, logging.StreamHandler) and \
+                    getattr(handler, "stream", None) in (sys.stderr, sys.__stderr__):
+                root.removeHandler(handler)
+        root.addHandler(library_log)

@@ -18,9 +18,9 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix
 from tqdm.auto import tqdm
 
-from . import datasets, figures
+from . import datasets, figures, parallel
 from .backends import get_backend
-from .checkpoint import ModelDir, write_json, write_text
+from .checkpoint import ModelDir, file_hashes, write_json, write_text
 from .config import build_model, resolve_parameters
 from .encoding import encoded_shape, input_spikes
 from .errors import UsageError
@@ -29,6 +29,7 @@ from .network import run_images
 from .readout import SpikeCountSVM, features_from_counts
 from .spikes import LayerSpikes
 from .training import calibrate_weight_na, random_kernels, sample_patches, train_conv_layer
+from .validation import check_training_labels
 
 
 def peak_memory_mb() -> float:
@@ -60,19 +61,6 @@ def reset_peak_memory() -> None:
         pass
 
 
-def _stop_idle_workers() -> None:
-    """Shut down joblib's reusable loky workers once their work is done, so idle
-    simulator processes hold no memory during the next phase (the next parallel
-    call starts fresh ones)."""
-    try:
-        from joblib.externals.loky import reusable_executor
-    except ImportError:
-        return
-    executor = getattr(reusable_executor, "_executor", None)
-    if executor is not None:
-        executor.shutdown(wait=True)
-
-
 def format_phase(record: dict) -> str:
     """One line per phase: ``phase <name>: <s> s, <rate> <unit>/s, peak memory <MB> MB``."""
     rate = f", {record['per_second']:.1f} {record['unit']}/s" if record["per_second"] else ""
@@ -102,6 +90,7 @@ class Run:
     plots: bool = True
     jobs: int = 1  # simulator processes for feature extraction
     echo: bool = True  # print log lines (the Python API's quiet=True turns this off)
+    dask_scheduler: str | None = None  # address of a Dask cluster doing that instead
     lines: list[str] = field(default_factory=list)  # what this run printed, for its log file
     phases: list[dict] = field(default_factory=list)  # one record per timed phase
     worker_peak_mb: float = 0.0  # largest peak RSS of a --jobs worker process so far
@@ -252,9 +241,14 @@ def kernels_na(run: Run, model: SequentialModel, layers: dict[int, dict]) -> dic
     return weights
 
 
-def _kernels(run: Run, model: SequentialModel, numbers) -> dict[int, np.ndarray]:
-    """:func:`kernels_na` of conv layers ``numbers`` read from the model dir."""
-    return kernels_na(run, model, {number: run.model_dir.load_layer(number)
+def _kernels(run: Run, model: SequentialModel, numbers,
+             manifest: dict | None = None) -> dict[int, np.ndarray]:
+    """:func:`kernels_na` of conv layers ``numbers`` as ``manifest`` (default: the one
+    on disk) names them in the model dir."""
+    numbers = list(numbers)
+    if numbers and manifest is None:
+        manifest = run.model_dir.manifest()
+    return kernels_na(run, model, {number: run.model_dir.load_layer(number, manifest)
                                    for number in numbers})
 
 
@@ -293,8 +287,11 @@ def fit_conv_layer(run: Run, model: SequentialModel, number: int, images: np.nda
             spikes = simulate(run, model, kernels, spikes, upto=position,
                               description=f"layers 1..{position} for layer {number}")
     rng = np.random.default_rng([run.params["seed"], number])
-    patches = sample_patches(spikes, layer, int(run.params["train_patches"]), rng,
-                             int(run.params["patch_min_spikes"]))
+    try:
+        patches = sample_patches(spikes, layer, int(run.params["train_patches"]), rng,
+                                 int(run.params["patch_min_spikes"]))
+    except ValueError as err:  # no window holds patch_min_spikes spikes
+        raise UsageError(f"layer {number}: {err}") from None
     with run.phase(f"layer {number} STDP", patches.n_images, "patch"):
         if run.params["random_kernels"]:  # ablation: same start, no learning
             trained = random_kernels(patches.shape, layer.n_kernels, run.params, rng)
@@ -332,7 +329,7 @@ def train_layer(run: Run, number: int) -> dict:
     manifest = run.model_dir.start(model, run.params, run.dataset, run.backend)
     _require_layers(manifest, number - 1, f"training layer {number}")
     arrays = fit_conv_layer(run, model, number, data.train_images,
-                            _kernels(run, model, range(1, number)))
+                            _kernels(run, model, range(1, number), manifest))
     run.model_dir.save_layer(manifest, number, arrays)
     if run.plots:
         figures.training_figures(run.model_dir.path, model, number, run.params)
@@ -342,11 +339,12 @@ def train_layer(run: Run, number: int) -> dict:
 
 
 def extract_features(run: Run, model: SequentialModel, images: np.ndarray,
-                     description: str) -> tuple[np.ndarray, np.ndarray]:
+                     description: str, manifest: dict | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """Readout features of ``images`` (from the spike counts of the last spiking
     layer) and each image's total output spike count."""
-    return features_of(run, model, _kernels(run, model, range(1, model.n_conv_layers + 1)),
-                       images, description)
+    return features_of(run, model, _kernels(run, model, range(1, model.n_conv_layers + 1),
+                                         manifest), images, description)
 
 
 def features_of(run: Run, model: SequentialModel, kernels: dict[int, np.ndarray],
@@ -374,31 +372,25 @@ def count_spikes(run: Run, model: SequentialModel, kernels: dict, images: np.nda
     The images are simulated in blocks of ``block_images``, each by a freshly built
     network, so memory stays bounded (only counts are kept, never spike times) and
     the result does not depend on ``--jobs``: with ``run.jobs > 1`` the blocks are
-    spread over that many simulator processes (joblib's loky backend, or any joblib
-    backend such as Dask's via ``joblib.parallel_config``).
+    spread over that many simulator processes, with ``run.dask_scheduler`` over the
+    workers of that Dask cluster (see :mod:`spinnconv.parallel`).
     """
     block = int(run.params["block_images"])
     if run.backend == "batched":
         return _count_batched(run, model, kernels, images, description)
     starts = list(range(0, len(images), block))
     args = (run.backend, run.machine, run.model_dir.path, model.to_dict(), kernels, run.params)
-    in_workers = run.jobs > 1 and len(starts) > 1
-    if in_workers:
-        from joblib import Parallel, delayed
-
-        results = Parallel(n_jobs=min(run.jobs, len(starts)), return_as="generator")(
-            delayed(_count_block)(*args, images[start:start + block]) for start in starts)
-    else:
-        results = (_count_block(*args, images[start:start + block]) for start in starts)
+    workers = parallel.workers_for(len(starts), run.jobs, run.dask_scheduler)
+    results = parallel.map_calls(_count_block, [(*args, images[start:start + block])
+                                                for start in starts],
+                                 run.jobs, run.dask_scheduler)
     counts = np.zeros((len(images), int(np.prod(model.output_shape))), dtype=np.uint16)
     with tqdm(total=len(images), desc=description, unit="img", disable=run.quiet) as bar:
         for start, (block_counts, peak_mb) in zip(starts, results, strict=True):
             counts[start:start + len(block_counts)] = block_counts
-            if in_workers:
-                run.note_workers([peak_mb], min(run.jobs, len(starts)))
+            if workers:
+                run.note_workers([peak_mb], workers)
             bar.update(len(block_counts))
-    if in_workers:
-        _stop_idle_workers()
     return counts
 
 
@@ -442,26 +434,22 @@ def simulate(run: Run, model: SequentialModel, kernels: dict, spikes: LayerSpike
     """:func:`~spinnconv.network.run_images`, split over ``run.jobs`` processes.
 
     Each worker builds its own network and simulates a contiguous shard of the
-    images (one simulator per process; joblib's loky backend, or any joblib
-    backend such as Dask's via ``joblib.parallel_config``). Only the first image
+    images (one simulator per process: ``run.jobs`` local processes, or one shard
+    per worker of the Dask cluster ``run.dask_scheduler``). Only the first image
     of a shard sees a different predecessor, so results match a single run up to
     the residual activity the rest gap leaves.
     """
-    jobs = min(run.jobs, spikes.n_images)
-    if jobs <= 1:
+    jobs = min(parallel.n_workers(run.jobs, run.dask_scheduler), spikes.n_images)
+    if jobs <= 1 and not run.dask_scheduler:
         return run_images(run.make_backend(), model, kernels, run.params, spikes, upto=upto,
                           description=description, quiet=run.quiet)
-    from joblib import Parallel, delayed
-
     bounds = np.linspace(0, spikes.n_images, jobs + 1).astype(int)
     shards = [spikes.select(np.arange(bounds[k], bounds[k + 1])) for k in range(jobs)]
-    results = Parallel(n_jobs=jobs)(
-        delayed(_simulate_shard)(run.backend, run.machine, run.model_dir.path, model.to_dict(),
-                                 kernels, run.params, shard, upto,
-                                 f"{description} [{k + 1}/{jobs}]", run.quiet or k > 0)
-        for k, shard in enumerate(shards))
+    results = list(parallel.map_calls(_simulate_shard, [
+        (run.backend, run.machine, run.model_dir.path, model.to_dict(), kernels, run.params,
+         shard, upto, f"{description} [{k + 1}/{jobs}]", run.quiet or k > 0)
+        for k, shard in enumerate(shards)], run.jobs, run.dask_scheduler))
     run.note_workers([peak for _, peak in results], jobs)
-    _stop_idle_workers()
     return LayerSpikes.concatenate([spikes for spikes, _ in results])
 
 
@@ -473,7 +461,7 @@ def train_svm(run: Run) -> dict:
         _require_layers({"trained": {"layers": []}}, model.n_conv_layers, "the SVM")
     manifest = run.model_dir.start(model, run.params, run.dataset, run.backend, create=False)
     _require_layers(manifest, model.n_conv_layers, "the SVM")
-    kernels = _kernels(run, model, range(1, model.n_conv_layers + 1))
+    kernels = _kernels(run, model, range(1, model.n_conv_layers + 1), manifest)
     svm, fitted = fit_readout(run, model, kernels, data.train_images, data.train_labels,
                               data.val_images if data.n_validation else None,
                               data.val_labels if data.n_validation else None)
@@ -495,6 +483,7 @@ def fit_readout(run: Run, model: SequentialModel, kernels: dict[int, np.ndarray]
         features, spikes_per_image = features_of(run, model, kernels, images,
                                                  "features (train)")
     svm = SpikeCountSVM(c=run.params["svm_c"], transform=run.params["svm_feature_transform"])
+    check_training_labels(labels)
     with run.phase("svm fit", len(images), "img"):
         svm.fit(features, labels)
     train_accuracy = accuracy_score(labels, svm.predict(features))
@@ -527,10 +516,10 @@ def test(run: Run) -> dict:
     if not manifest["trained"]["svm"]:
         raise UsageError("the SVM is not trained: run --mode training --layer svm first")
     started = time.perf_counter()
-    svm_arrays = run.model_dir.load_svm()
+    svm_arrays = run.model_dir.load_svm(manifest)
     svm = SpikeCountSVM.from_arrays(svm_arrays)
-    predicted = predict_images(run, model, _kernels(run, model, range(1, model.n_conv_layers + 1)),
-                               svm, data.test_images)
+    predicted = predict_images(run, model, _kernels(run, model, range(1, model.n_conv_layers + 1),
+                                        manifest), svm, data.test_images)
     accuracy = float(accuracy_score(data.test_labels, predicted))
     seconds = time.perf_counter() - started
     results = {
@@ -546,9 +535,9 @@ def test(run: Run) -> dict:
                                 if "validation_accuracy" in svm_arrays else None),
         "n_validation": int(svm_arrays.get("n_validation", 0)),
     }
-    write_json(run.model_dir.path / "results.json", results)
+    results = run.model_dir.save_results(manifest, results)
     if run.plots:
-        _testing_figures(run, model, data)
+        _testing_figures(run, model, data, manifest)
     return results
 
 
@@ -560,7 +549,8 @@ def predict_images(run: Run, model: SequentialModel, kernels: dict[int, np.ndarr
         return svm.predict(features)
 
 
-def _testing_figures(run: Run, model: SequentialModel, data: datasets.Dataset) -> list[Path]:
+def _testing_figures(run: Run, model: SequentialModel, data: datasets.Dataset,
+                     manifest: dict | None = None) -> list[Path]:
     """Figures of one test image run through every layer, and of the test results."""
     sample = data.test_images[:1]
     spikes = input_spikes(sample, run.params)
@@ -569,7 +559,7 @@ def _testing_figures(run: Run, model: SequentialModel, data: datasets.Dataset) -
     else:
         image = np.asarray(sample, dtype=np.float32)
         image = image.mean(axis=3) if image.ndim == 4 else image
-    kernels = _kernels(run, model, range(1, model.n_conv_layers + 1))
+    kernels = _kernels(run, model, range(1, model.n_conv_layers + 1), manifest)
     layers = run_images(run.make_backend(), model, kernels, run.params, spikes,
                         quiet=True, record_all=True)
     return figures.testing_figures(run.model_dir.path, model, spikes, layers, image[0],
@@ -583,8 +573,8 @@ def plot(run: Run) -> list[Path]:
     written = []
     for number in manifest["trained"]["layers"]:
         written += figures.training_figures(run.model_dir.path, model, number, run.params)
-    if (run.model_dir.path / "results.json").is_file() and manifest["trained"]["svm"]:
-        written += _testing_figures(run, model, run.load())
+    if manifest["trained"]["svm"] and run.model_dir.results(manifest) is not None:
+        written += _testing_figures(run, model, run.load(), manifest)
     if not written:
         raise UsageError(f"nothing to plot in {run.model_dir.path}: train a layer first")
     return written
@@ -602,12 +592,13 @@ def deploy(run: Run, conv_mode: str = "auto") -> dict:
     model = run.model_dir.model()
     manifest = run.model_dir.start(model, run.params, run.dataset, run.backend, create=False)
     _require_layers(manifest, model.n_conv_layers, "deploying")
-    kernels = _kernels(run, model, range(1, model.n_conv_layers + 1))
+    kernels = _kernels(run, model, range(1, model.n_conv_layers + 1), manifest)
     machine = run.machine or {"virtual_board": 5}
     report = map_network(model, kernels, run.params, machine,
                          work_dir=run.model_dir.path / "spinnaker", conv_mode=conv_mode,
                          quiet=run.quiet)
-    write_json(run.model_dir.path / "deploy.json", report)
+    write_json(run.model_dir.path / "deploy.json",
+               {**report, "model_files": file_hashes(manifest)})
     run.log(format_report(report))
     return report
 
@@ -654,6 +645,7 @@ def write_record(run: Run, argv: list[str], results: dict, seconds: float) -> di
         "worker_peak_memory_mb": round(run.worker_peak_mb, 1),
         "peak_memory_bound_mb": round(bound_mb, 1),
         "phases": run.phases, "parameters": run.params, "versions": package_versions(),
+        "model_files": file_hashes(run.model_dir.manifest()),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     write_json(run.model_dir.path / "record.json", record)
@@ -674,16 +666,16 @@ def info(run: Run) -> str:
     """``--mode info``: the model summary and what is trained."""
     image_shape = {"digits": (8, 8), "mnist": (28, 28)}.get(run.dataset)
     if run.model_dir.exists():
-        manifest = run.model_dir.manifest()
+        manifest = run.model_dir.verify()
         model = run.model_dir.model()
         trained = manifest["trained"]
         status = (f"model dir {run.model_dir.path}: dataset {manifest['dataset']}, backend "
                   f"{manifest['backend']}, seed {manifest['seed']}; trained conv layers "
                   f"{trained['layers'] or 'none'} of {model.n_conv_layers}, svm "
                   f"{'yes' if trained['svm'] else 'no'}")
-        results = run.model_dir.path / "results.json"
-        if results.is_file():
-            status += f"; last test accuracy {json.loads(results.read_text())['accuracy']:.4f}"
+        results = run.model_dir.results(manifest)
+        if results is not None:
+            status += f"; last test accuracy {results['accuracy']:.4f}"
     elif run.dataset in datasets.OWN_DATASETS:
         data = run.load()
         model = run.model_for(data)

@@ -104,6 +104,8 @@ def test_model_dir_refuses_other_architecture_and_newer_format(tmp_path):
     directory = ModelDir(tmp_path / "m")
     manifest = directory.start(model, params, "digits", "nest")
     assert manifest["format_version"] == FORMAT_VERSION
+    assert not directory.path.exists()  # nothing is written before the first commit
+    manifest = directory.commit(manifest)
     assert directory.start(model, params, "digits", "nest")["trained"] == manifest["trained"]
     other_params = resolve_parameters("mnist")
     other = build_model(other_params, (28, 28))
@@ -118,17 +120,33 @@ def test_model_dir_refuses_other_architecture_and_newer_format(tmp_path):
         directory.manifest()
 
 
+def layer_arrays(value: float = 0.5, n_kernels: int = 16) -> dict:
+    """Arrays of a trained digits conv layer 1 (16 kernels 3×3×2)."""
+    return {"kernels": np.full((n_kernels, 3, 3, 2), value), "weight_na": np.asarray(2.0),
+            "convergence": np.asarray([0.1, 0.05])}
+
+
+def svm_arrays(model) -> dict:
+    from spinnconv.checkpoint import _expected_feature_count
+
+    n = _expected_feature_count(model)
+    return {"scaler_mean": np.zeros(n), "scaler_scale": np.ones(n), "scaler_var": np.ones(n),
+            "coef": np.zeros((10, n)), "intercept": np.zeros(10), "classes": np.arange(10),
+            "c": np.asarray(0.01), "transform": np.asarray("sqrt"), "n_train": np.asarray(100)}
+
+
 def test_saving_a_layer_invalidates_later_stages(tmp_path):
     model, params = _model_and_params()
     directory = ModelDir(tmp_path / "m")
     manifest = directory.start(model, params, "digits", "nest")
-    manifest = directory.save_layer(manifest, 1, {"kernels": np.ones((2, 3, 3, 2))})
-    manifest = directory.save_svm(manifest, {"coef": np.zeros((10, 4))})
+    manifest = directory.save_layer(manifest, 1, layer_arrays(1.0))
+    manifest = directory.save_svm(manifest, svm_arrays(model))
     assert manifest["trained"] == {"layers": [1], "svm": True}
-    manifest = directory.save_layer(manifest, 1, {"kernels": np.zeros((2, 3, 3, 2))})
+    manifest = directory.save_layer(manifest, 1, layer_arrays(0.0))
     assert manifest["trained"] == {"layers": [1], "svm": False}
     assert json.loads(directory.manifest_path.read_text())["trained"]["svm"] is False
     assert not any(p.name.endswith(".tmp") for p in directory.path.iterdir())
+    np.testing.assert_array_equal(directory.load_layer(1)["kernels"], 0.0)
 
 
 def test_object_arrays_are_never_loaded(tmp_path):

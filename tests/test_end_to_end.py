@@ -5,6 +5,8 @@ import json
 import pytest
 from conftest import accuracy_of, run_cli
 
+from spinnconv.checkpoint import ModelDir
+
 pytestmark = pytest.mark.slow
 
 
@@ -26,7 +28,9 @@ def test_all_on_digits_reaches_090(backend, tmp_path):
     assert sum(matrix[i][i] for i in range(10)) / 360 == pytest.approx(accuracy, abs=1e-4)
     manifest = json.loads((model_dir / "manifest.json").read_text())
     assert manifest["trained"] == {"layers": [1], "svm": True}
-    assert sorted(p.name for p in model_dir.glob("*.npz")) == ["layer1.npz", "svm.npz"]
+    assert sorted(p.name for p in model_dir.glob("*.npz")) == sorted(
+        entry["name"] for entry in manifest["files"].values())
+    assert [name.split("-")[0] for name in sorted(manifest["files"])] == ["layer1", "svm"]
     # the run record: one entry per phase, in order, with the rates the log printed
     record = json.loads((model_dir / "record.json").read_text())
     assert record["accuracy"] == results["accuracy"] and record["backend"] == backend
@@ -53,7 +57,7 @@ def test_same_seed_same_kernels_and_accuracy(tmp_path):
         result = run_cli("--mode", "all", "--dataset", "digits", "--backend", "nest",
                          "--seed", "3", "--model-dir", str(model_dir))
         assert result.returncode == 0, result.stderr[-3000:]
-        runs.append((accuracy_of(result), (model_dir / "layer1.npz").read_bytes()))
+        runs.append((accuracy_of(result), ModelDir(model_dir).layer_path(1).read_bytes()))
     import io
 
     import numpy as np
@@ -119,7 +123,6 @@ def test_jobs_split_images_over_processes(tmp_path):
 def test_two_conv_layers_train_layer_by_layer(tmp_path):
     """Layer 2 learns on the spikes that layer 1 (with its saved kernels) produces."""
     pytest.importorskip("pyNN.nest")
-    import numpy as np
 
     params = tmp_path / "two.json"
     params.write_text(json.dumps({"train_patches": 600, "architecture": [
@@ -133,7 +136,7 @@ def test_two_conv_layers_train_layer_by_layer(tmp_path):
     for layer in ("1", "2", "svm"):
         result = run_cli("--mode", "training", "--layer", layer, *common)
         assert result.returncode == 0, result.stderr[-3000:]
-    layer2 = np.load(model_dir / "layer2.npz")
+    layer2 = ModelDir(model_dir).load_layer(2)
     assert layer2["kernels"].shape == (12, 3, 3, 8)  # one weight per layer-1 map
     assert layer2["wins"].sum() > 0
     result = run_cli("--mode", "testing", *common)
@@ -144,7 +147,6 @@ def test_two_conv_layers_train_layer_by_layer(tmp_path):
 
 def test_random_kernel_ablation_skips_stdp(tmp_path):
     pytest.importorskip("pyNN.nest")
-    import numpy as np
 
     params = tmp_path / "random.json"
     params.write_text(json.dumps({"random_kernels": True}))
@@ -152,7 +154,7 @@ def test_random_kernel_ablation_skips_stdp(tmp_path):
     result = run_cli("--mode", "all", "--backend", "nest", "--params", str(params),
                      "--model-dir", str(model_dir))
     assert result.returncode == 0, result.stderr[-3000:]
-    layer = np.load(model_dir / "layer1.npz", allow_pickle=False)
+    layer = ModelDir(model_dir).load_layer(1)
     assert layer["convergence"].size == 0 and layer["wins"].sum() == 0
     assert 0.0 < accuracy_of(result) <= 1.0
     assert (model_dir / "figures" / "kernels_layer1.png").is_file()

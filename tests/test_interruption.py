@@ -7,9 +7,10 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 from conftest import REPO, accuracy_of, run_cli
+
+from spinnconv.checkpoint import ModelDir
 
 pytestmark = pytest.mark.slow
 
@@ -24,11 +25,12 @@ def test_signal_during_feature_extraction_keeps_layer_and_resumes(tmp_path, sign
     pytest.importorskip("pyNN.nest")
     model_dir = tmp_path / "model"
     process = _start("--mode", "all", "--backend", "nest", "--model-dir", str(model_dir))
-    layer = model_dir / "layer1.npz"
+    manifest_path = model_dir / "manifest.json"
     deadline = time.time() + 300
-    while not layer.exists() and process.poll() is None and time.time() < deadline:
+    while not manifest_path.exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    assert layer.exists(), process.communicate()[1][-2000:]
+    assert manifest_path.exists(), process.communicate()[1][-2000:]
+    layer = ModelDir(model_dir).layer_path(1)
     saved = layer.read_bytes()
     time.sleep(0.5)  # now inside SVM feature extraction
     os.kill(process.pid, signum)
@@ -38,7 +40,7 @@ def test_signal_during_feature_extraction_keeps_layer_and_resumes(tmp_path, sign
     manifest = json.loads((model_dir / "manifest.json").read_text())
     assert manifest["trained"] == {"layers": [1], "svm": False}
     assert layer.read_bytes() == saved
-    np.load(layer, allow_pickle=False)["kernels"]  # loadable
+    ModelDir(model_dir).load_layer(1)["kernels"]  # loadable, hash and shapes checked
     assert not [p for p in model_dir.iterdir() if p.name.endswith(".tmp")]
     # resuming: the remaining stages run on the saved layer
     result = run_cli("--mode", "training", "--layer", "svm", "--backend", "nest",
