@@ -46,10 +46,10 @@ def _measure(backend_name: str, dataset: str, n_images: int, n_patches: int) -> 
     import numpy as np
 
     from spinnconv.backends import get_backend
-    from spinnconv.cli import _quiet_libraries
     from spinnconv.config import build_model, resolve_parameters
     from spinnconv.datasets import load_dataset
     from spinnconv.encoding import encode
+    from spinnconv.logs import quiet_libraries as _quiet_libraries
     from spinnconv.network import build_network, layer_connections, run_images, schedule_from
     from spinnconv.training import calibrate_weight_na, sample_patches, train_conv_layer
 
@@ -83,7 +83,7 @@ def _measure(backend_name: str, dataset: str, n_images: int, n_patches: int) -> 
     name = backend_name.removesuffix("-emulated")
     emulated = name != backend_name
     if emulated:
-        from spinnconv.deploy import spinnaker_weight_quantiser
+        from spinnconv.backends.spinnaker import spinnaker_weight_quantiser
 
         kernels = spinnaker_weight_quantiser(model, kernels, params)
     if name == "spinnaker":

@@ -6,11 +6,12 @@
 
 For every seed, :mod:`mnist_full` runs the pipeline (``main.py --mode all``, in
 this process) twice (float, then emulated: 16-bit weights, per-chunk rebuilt
-patch networks, sPyNNaker's STDP semantics) into ``<out>/float/seed<S>`` and ``<out>/emulated/seed<S>``. The
-script prints the per-seed accuracies and their difference (emulated − float,
-in points) and writes ``<out>/gap.json``. The backend defaults to brian2, the
-one that emulates sPyNNaker's plasticity arithmetic in full (nest truncates
-plastic weights only between chunks). Other options of ``main.py`` apply unchanged.
+patch networks, sPyNNaker's STDP semantics) into ``<out>/float/seed<S>`` and
+``<out>/emulated/seed<S>``. The script prints the per-seed accuracies and their
+difference (emulated − float, in points) and writes ``<out>/gap.json``. The
+backend defaults to brian2, the one that emulates sPyNNaker's plasticity
+arithmetic in full (nest truncates plastic weights only between chunks). Other
+options of ``main.py`` apply unchanged.
 """
 
 from __future__ import annotations

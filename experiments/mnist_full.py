@@ -22,8 +22,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from spinnconv import cli, interrupt, pipeline
-from spinnconv.errors import SpinnconvError
+from spinnconv import cli, interrupt, pipeline  # noqa: E402
+from spinnconv.errors import SpinnconvError  # noqa: E402
+from spinnconv.logs import quiet_libraries  # noqa: E402
 
 
 def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
@@ -64,7 +65,8 @@ def table(summary: dict) -> str:
     acc, wall = summary["accuracy"], summary["total_seconds"]
     mem = summary["peak_memory_bound_mb"]
     lines.append(f"| mean ± sd | {acc['mean']:.4f} ± {acc['sd']:.4f} | "
-                 f"{wall['mean'] / 60:.1f} ± {wall['sd'] / 60:.1f} | {max(mem['values']):.0f} (max) |")
+                 f"{wall['mean'] / 60:.1f} ± {wall['sd'] / 60:.1f} | "
+                 f"{max(mem['values']):.0f} (max) |")
     return "\n".join(lines)
 
 
@@ -90,7 +92,7 @@ def run_all(argv: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args, passthrough = parse(argv)
-    cli._quiet_libraries()
+    quiet_libraries()
     records = []
     for seed in args.seeds:
         model_dir = args.out / f"seed{seed}"

@@ -433,12 +433,14 @@ class STDPConvNet(ClassifierMixin, BaseEstimator):
         self._require_layers(1, "save")
         model_dir = ModelDir(directory)
         try:
-            manifest = model_dir.start(self.model_, self.params_, self.dataset_, self.backend)
-            for number, arrays in sorted(self._layers.items()):
-                manifest = model_dir.save_layer(manifest, number, arrays)
-            if hasattr(self, "svm_"):
-                model_dir.save_svm(manifest, {**self.svm_.to_arrays(),
-                                              "n_train": np.asarray(self.n_train_)})
+            with model_dir.lock(["STDPConvNet.save", str(directory)]):
+                manifest = model_dir.start(self.model_, self.params_, self.dataset_,
+                                           self.backend)
+                for number, arrays in sorted(self._layers.items()):
+                    manifest = model_dir.save_layer(manifest, number, arrays)
+                if hasattr(self, "svm_"):
+                    model_dir.save_svm(manifest, {**self.svm_.to_arrays(),
+                                                  "n_train": np.asarray(self.n_train_)})
         except UsageError as err:
             raise ValueError(str(err)) from None
         return Path(directory)

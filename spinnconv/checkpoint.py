@@ -269,10 +269,8 @@ def model_dir_lock(path: str | Path, argv: list[str] | None = None) -> Iterator[
         yield
     finally:
         committed = _held.pop(key)[2]
-        try:
+        with contextlib.suppress(OSError):
             os.ftruncate(handle, 0)
-        except OSError:
-            pass
         if created and not (path / "manifest.json").exists():
             _remove_uncommitted(path)
         elif lock_created and not committed:  # a refused command leaves the dir as it was

@@ -30,8 +30,6 @@ from .errors import ModelDirDamaged, SpinnconvError, UsageError
 from .logs import library_log, quiet_libraries
 from .validation import strict_int
 
-_quiet_libraries = quiet_libraries  # benchmarks/bench.py imports this name
-
 MODES = ("loaddata", "training", "testing", "plot", "deploy", "info", "all")
 #: Modes that write to the model dir (they hold its lock).
 WRITING_MODES = ("training", "testing", "plot", "deploy", "all")

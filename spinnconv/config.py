@@ -2,8 +2,8 @@
 
 Validation happens here, at the edge: unknown names, wrong types, negative,
 non-finite or huge numbers, and physically impossible combinations
-(:func:`spinnconv.validation.check_parameters`) are refused with a :class:`~spinnconv.errors.UsageError`
-before anything runs.
+(:func:`spinnconv.validation.check_parameters`) are refused with a
+:class:`~spinnconv.errors.UsageError` before anything runs.
 """
 
 from __future__ import annotations

@@ -20,10 +20,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .model import output_size
 from .spikes import neuron_index
 
 Shape = tuple[int, int, int]
+
+
+def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """``(size + 2*padding - kernel) // stride + 1``; <= 0 means it does not fit."""
+    return (size + 2 * padding - kernel) // stride + 1
 
 
 def _window_offsets(in_shape: Shape, kernel_shape, stride: int, padding: int):

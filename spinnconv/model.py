@@ -18,6 +18,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
+from .connectivity import conv_synapse_count, output_size, pool_synapse_count
 from .errors import UsageError
 
 Shape = tuple[int, int, int]
@@ -36,11 +37,6 @@ def _pair(value, what: str, minimum: int = 1) -> tuple[int, int]:
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise UsageError(f"{what} must be two integers (height, width), got {value!r}")
     return (_positive_int(value[0], what, minimum), _positive_int(value[1], what, minimum))
-
-
-def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
-    """``(size + 2*padding - kernel) // stride + 1``; <= 0 means it does not fit."""
-    return (size + 2 * padding - kernel) // stride + 1
 
 
 @dataclass(frozen=True)
@@ -214,7 +210,7 @@ class SequentialModel:
     @property
     def output_shape(self) -> Shape:
         """Shape of the last spiking layer (what the classifier reads)."""
-        spiking = [s for layer, s in zip(self.layers, self._shapes[1:])
+        spiking = [s for layer, s in zip(self.layers, self._shapes[1:], strict=True)
                    if not isinstance(layer, Classifier)]
         return spiking[-1] if spiking else self.input_shape
 
@@ -250,8 +246,6 @@ class SequentialModel:
 
     def layer_counts(self) -> list[dict]:
         """Per layer: name, output shape, neurons, synapses (feed-forward + lateral)."""
-        from .connectivity import conv_synapse_count, pool_synapse_count
-
         rows = []
         for position, layer in enumerate(self.layers):
             in_shape, out_shape = self._shapes[position], self._shapes[position + 1]
@@ -260,7 +254,8 @@ class SequentialModel:
                 synapses = conv_synapse_count(in_shape, layer.kernel_shape, layer.stride,
                                               layer.padding, layer.n_kernels)
                 if layer.lateral_inhibition:
-                    synapses += out_shape[0] * out_shape[1] * layer.n_kernels * (layer.n_kernels - 1)
+                    n = layer.n_kernels
+                    synapses += out_shape[0] * out_shape[1] * n * (n - 1)
             elif isinstance(layer, PoolLayer):
                 synapses = pool_synapse_count(in_shape, layer.pool_shape, layer.stride)
             else:

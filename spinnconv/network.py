@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from . import connectivity as cn
 from . import interrupt
-from .backends.base import Backend, Connections
+from .interface import Backend, Connections
 from .model import ConvLayer, PoolLayer, SequentialModel
 from .spikes import LayerSpikes, Schedule
 

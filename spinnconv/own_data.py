@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import Dataset
+from .dataset import Dataset
 from .errors import DataError, UsageError
 from .events import (
     EVENT_SUFFIXES,

@@ -235,7 +235,7 @@ def kernels_na(run: Run, model: SequentialModel, layers: dict[int, dict]) -> dic
     weights = {positions[number - 1]: arrays["kernels"] * float(arrays["weight_na"])
                for number, arrays in layers.items()}
     if run.emulate_spinnaker and weights:
-        from .deploy import spinnaker_weight_quantiser
+        from .backends.spinnaker import spinnaker_weight_quantiser
 
         weights = spinnaker_weight_quantiser(model, weights, run.params)
     return weights
@@ -277,8 +277,9 @@ def fit_conv_layer(run: Run, model: SequentialModel, number: int, images: np.nda
 
         board = board_training_options()
         if run.backend in ("nest", "batched"):
-            run.log(f"--emulate-spinnaker on {run.backend}: plastic weights are truncated to 16 bits at "
-                    "each chunk, not after every spike as on the board (brian2 does that)")
+            run.log(f"--emulate-spinnaker on {run.backend}: plastic weights are truncated to "
+                    "16 bits at each chunk, not after every spike as on the board (brian2 "
+                    "does that)")
     started = time.perf_counter()
     n_images = min(len(images), int(run.params["train_patches"]))
     spikes = input_spikes(images[:n_images], run.params)
@@ -586,8 +587,8 @@ def deploy(run: Run, conv_mode: str = "auto") -> dict:
     Prints sPyNNaker's per-layer resources and writes ``deploy.json``; a network
     that does not fit is refused in one line naming the layer.
     """
-    from .deploy import deploy as map_network
-    from .deploy import format_report
+    from .backends.spinnaker import deploy as map_network
+    from .backends.spinnaker import format_report
 
     model = run.model_dir.model()
     manifest = run.model_dir.start(model, run.params, run.dataset, run.backend, create=False)

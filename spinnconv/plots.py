@@ -196,6 +196,26 @@ def _plot_deep_kernels(kernels, path, title, names) -> Path:
 
 # --------------------------------------------------------------------------
 # 2. input raster
+def _checked_image(image: np.ndarray | None) -> np.ndarray | None:
+    """``image`` as a 2-D float array (``(H, W, 1)`` squeezed); ``ValueError`` otherwise."""
+    if image is None:
+        return None
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    if image.ndim != 2:
+        raise ValueError(f"image must be 2-D (H, W), got shape {image.shape}")
+    return image
+
+
+def _channel_colours(channels: int) -> list:
+    """ON red and OFF blue for two channels, else ``tab10`` colours."""
+    if channels == 2:
+        return list(_ON_OFF_COLOURS)
+    palette = colormaps["tab10"]
+    return [palette(c % 10) for c in range(channels)]
+
+
 def plot_input_raster(spikes: LayerSpikes, image_index: int, path: str | Path,
                       image: np.ndarray | None = None,
                       channel_names: Sequence[str] | None = None) -> Path:
@@ -212,12 +232,7 @@ def plot_input_raster(spikes: LayerSpikes, image_index: int, path: str | Path,
     if index != image_index or not 0 <= index < spikes.n_images:
         raise ValueError(f"image_index {image_index!r} out of range: the spikes hold "
                          f"{spikes.n_images} images")
-    if image is not None:
-        image = np.asarray(image, dtype=np.float64)
-        if image.ndim == 3 and image.shape[2] == 1:
-            image = image[..., 0]
-        if image.ndim != 2:
-            raise ValueError(f"image must be 2-D (H, W), got shape {image.shape}")
+    image = _checked_image(image)
     height, width, channels = spikes.shape
     names = _channel_names(channels, channel_names, "intensity")
     bounds = spikes.image_bounds()
@@ -231,11 +246,7 @@ def plot_input_raster(spikes: LayerSpikes, image_index: int, path: str | Path,
         ax_img, ax = fig.subplots(1, 2, width_ratios=[1, 2.4])
     else:
         ax = fig.subplots()
-    if channels == 2:
-        colours = list(_ON_OFF_COLOURS)
-    else:
-        palette = colormaps["tab10"]
-        colours = [palette(c % 10) for c in range(channels)]
+    colours = _channel_colours(channels)
     band_centres, band_labels = [], []
     for c in range(channels):
         mine = channel == c
@@ -256,7 +267,7 @@ def plot_input_raster(spikes: LayerSpikes, image_index: int, path: str | Path,
         bands = ax.secondary_yaxis("right")
         bands.set_yticks(band_centres, band_labels, fontsize=8)
         bands.tick_params(length=0)
-        for label, colour in zip(bands.get_yticklabels(), colours):
+        for label, colour in zip(bands.get_yticklabels(), colours, strict=False):
             label.set_color(colour)
     if not neuron.size:
         ax.text(0.5, 0.5, "no spikes", transform=ax.transAxes, ha="center", va="center")

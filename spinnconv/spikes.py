@@ -137,7 +137,7 @@ class LayerSpikes:
         """The images of ``parts`` one after the other (same layer shape)."""
         offsets = np.cumsum([0] + [p.n_images for p in parts[:-1]])
         return cls(parts[0].shape, int(sum(p.n_images for p in parts)),
-                   np.concatenate([p.image + o for p, o in zip(parts, offsets)]),
+                   np.concatenate([p.image + o for p, o in zip(parts, offsets, strict=True)]),
                    np.concatenate([p.neuron for p in parts]),
                    np.concatenate([p.time_ms for p in parts]))
 

@@ -17,8 +17,9 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 1800,
             env: dict | None = None) -> subprocess.CompletedProcess:
     """``python main.py ARGS`` in a subprocess; returns the completed process."""
     environment = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, str(REPO / "main.py"), *args], cwd=cwd or REPO, check=False,
-                          capture_output=True, text=True, timeout=timeout, env=environment)
+    return subprocess.run([sys.executable, str(REPO / "main.py"), *args], cwd=cwd or REPO,
+                          check=False, capture_output=True, text=True, timeout=timeout,
+                          env=environment)
 
 
 def last_line(text: str) -> str:

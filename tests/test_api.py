@@ -16,6 +16,7 @@ from conftest import REPO, accuracy_of, run_cli
 from sklearn.exceptions import NotFittedError
 
 from spinnconv import Classifier, ConvLayer, PoolLayer, SequentialModel, STDPConvNet
+from spinnconv.checkpoint import ModelDir
 from spinnconv.datasets import load_digits_dataset
 
 SMALL = {"train_patches": 300}  # a few seconds of STDP on NEST
@@ -134,7 +135,10 @@ def test_transform_gives_the_readout_features_and_layer_counts(fitted, digits):
 
 def test_save_load_round_trip_and_refit_layer(fitted, digits, tmp_path):
     path = fitted.save(tmp_path / "model")
-    assert sorted(p.name for p in path.glob("*.npz")) == ["layer1.npz", "svm.npz"]
+    manifest = ModelDir(path).manifest()
+    assert sorted(manifest["files"]) == ["layer1", "svm"]
+    assert sorted(p.name for p in path.glob("*.npz")) == sorted(
+        entry["name"] for entry in manifest["files"].values())
     loaded = STDPConvNet.load(path, quiet=True)
     assert loaded.backend == "nest" and loaded.seed == 1
     assert loaded.model_ == fitted.model_ and loaded.params_ == fitted.params_
@@ -145,10 +149,10 @@ def test_save_load_round_trip_and_refit_layer(fitted, digits, tmp_path):
     loaded.save(path)
     other = STDPConvNet(backend="nest", params={**SMALL, "svm_c": 1.0}, seed=1, quiet=True)
     other.fit_layer(1, digits.train_images)
-    before = (path / "layer1.npz").read_bytes()
+    before = {p.name: p.read_bytes() for p in path.iterdir() if p.is_file()}
     with pytest.raises(ValueError, match="other parameters"):
         other.save(path)
-    assert (path / "layer1.npz").read_bytes() == before
+    assert {p.name: p.read_bytes() for p in path.iterdir() if p.is_file()} == before
     # refitting a layer forgets the SVM trained on the old kernels
     loaded.fit_layer(1, digits.train_images)
     assert not hasattr(loaded, "svm_")
@@ -194,7 +198,7 @@ def test_same_seed_as_cli_and_model_dirs_work_both_ways(digits, tmp_path):
 
     net = STDPConvNet(backend="nest", params=SMALL, seed=2, quiet=True)
     net.fit(digits.train_images, digits.train_labels)
-    np.testing.assert_array_equal(net.kernels_[1], np.load(cli_dir / "layer1.npz")["kernels"])
+    np.testing.assert_array_equal(net.kernels_[1], ModelDir(cli_dir).load_layer(1)["kernels"])
     accuracy = net.score(digits.test_images, digits.test_labels)
     assert accuracy == pytest.approx(cli_accuracy, abs=1e-4)
 

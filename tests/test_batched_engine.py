@@ -88,7 +88,7 @@ def _random_kernels(model, spikes, params, seed=0):
 
 def _assert_same_spikes(ours: list[LayerSpikes], nest: list[LayerSpikes]):
     assert len(ours) == len(nest)
-    for a, b in zip(ours, nest):
+    for a, b in zip(ours, nest, strict=True):
         assert b.n_spikes > 50  # the layer is active: a real comparison
         np.testing.assert_array_equal(a.image, b.image)
         np.testing.assert_array_equal(a.neuron, b.neuron)

@@ -24,9 +24,9 @@ _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:  # the repo is not installed; make ``spinnconv`` importable
     sys.path.insert(0, _ROOT)
 
-from pyNN.errors import ConnectionError as PyNNConnectionError
+from pyNN.errors import ConnectionError as PyNNConnectionError  # noqa: E402
 
-from spinnconv.backends.brian2_fromlist import VectorisedFromListConnector
+from spinnconv.backends.brian2.fromlist import VectorisedFromListConnector  # noqa: E402
 
 CONNECTORS = {"stock": sim.FromListConnector, "vectorised": VectorisedFromListConnector}
 
@@ -58,7 +58,8 @@ def _random_list(rng: np.random.Generator, n_pre: int, n_post: int, n_conn: int,
     ]).astype(float)
 
 
-def _spike_times(rng: np.random.Generator, n: int, n_spikes: int, t_max: float) -> list[list[float]]:
+def _spike_times(rng: np.random.Generator, n: int, n_spikes: int,
+                 t_max: float) -> list[list[float]]:
     return [sorted(set(np.round(rng.uniform(1.0, t_max, n_spikes)).tolist())) for _ in range(n)]
 
 
@@ -108,7 +109,7 @@ def test_static_synapses_identical_to_stock() -> None:
     n_spikes = sum(len(t) for t in stock["spikes"])
     assert n_spikes > 0, "test network should make the post neurons fire"
     assert len(vec["spikes"]) == len(stock["spikes"]) == n_post
-    for a, b in zip(vec["spikes"], stock["spikes"]):
+    for a, b in zip(vec["spikes"], stock["spikes"], strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(vec["v"], stock["v"])
 
@@ -171,7 +172,7 @@ def test_stdp_weights_evolve_identically() -> None:
     assert stock["len"] == vec["len"] == 80
     assert _sorted(vec["initial"]) == _sorted(stock["initial"])
     assert sum(len(t) for t in vec["spikes"]) > 0, "post neurons must fire for STDP to act"
-    for a, b in zip(vec["spikes"], stock["spikes"]):
+    for a, b in zip(vec["spikes"], stock["spikes"], strict=True):
         np.testing.assert_array_equal(a, b)
 
     final_stock = np.array(_sorted(stock["final"]))

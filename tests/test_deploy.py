@@ -19,9 +19,8 @@ pytest.importorskip("spynnaker")
 
 from spinnconv import connectivity as cn
 from spinnconv import network
-from spinnconv.backends.spinnaker import SpiNNakerBackend
-from spinnconv.config import build_model, resolve_parameters
-from spinnconv.deploy import (
+from spinnconv.backends.spinnaker import (
+    SpiNNakerBackend,
     build_native_network,
     deploy,
     format_report,
@@ -32,6 +31,7 @@ from spinnconv.deploy import (
     spinnaker_weight_quantiser,
     translate_spinnaker_error,
 )
+from spinnconv.config import build_model, resolve_parameters
 from spinnconv.errors import RuntimeFailure, UsageError
 from spinnconv.model import ConvLayer, PoolLayer, SequentialModel
 
@@ -83,7 +83,7 @@ def check_rows(report: dict, model: SequentialModel) -> None:
     assert [row["layer"] for row in rows] == (
         ["input"] + [f"layer{p + 1}_{model.layers[p].kind}" for p in range(upto)])
     shapes = [model.input_shape] + [model.output_shape_of(p) for p in range(upto)]
-    for row, shape in zip(rows, shapes):
+    for row, shape in zip(rows, shapes, strict=True):
         assert row["neurons"] == int(np.prod(shape))
         for key in ROW_KEYS:
             assert row[key] > 0, (row["layer"], key, row[key])
@@ -171,7 +171,7 @@ def test_format_report_is_an_aligned_table(digits_reports):
     assert len({len(line) for line in table}) == 1, table
     assert table[1].strip("-") == "" and table[-2].strip("-") == ""
     assert table[-1].startswith("total")
-    for line, row in zip(table[2:-2], report["rows"]):
+    for line, row in zip(table[2:-2], report["rows"], strict=True):
         assert line.split()[0] == row["layer"]
         assert f"{row['cores']:,}" in line.split()
 
@@ -281,6 +281,10 @@ def test_translation_of_spinnaker_exceptions(make, kind, layer):
     assert "\n" not in message
     assert kind in message
     assert f"failed at {layer or 'layer2_pool'}:" in message
+    fixes = {"does not fit": "n_boards", "routing tables": "conv_mode 'native'",
+             "synaptic row is too long": "fewer kernels"}
+    if kind in fixes:  # the line ends with what to change
+        assert message.rsplit("]", 1)[1].startswith("; ") and fixes[kind] in message
 
 
 def test_unreachable_board_fails_fast_with_one_line(tmp_path):
@@ -337,8 +341,8 @@ def kernel_index_of_synapses(model, position, conns):
     index = np.arange(1, int(np.prod(shape)) + 1, dtype=np.float64).reshape(shape)
     pre, post, flat = cn.conv_connections(model.input_shape_of(position), index, layer.stride,
                                           layer.padding)
-    lookup = {(a, b): int(f) - 1 for a, b, f in zip(pre, post, flat)}
-    return np.array([lookup[(a, b)] for a, b in zip(conns.pre, conns.post)])
+    lookup = {(a, b): int(f) - 1 for a, b, f in zip(pre, post, flat, strict=True)}
+    return np.array([lookup[(a, b)] for a, b in zip(conns.pre, conns.post, strict=True)])
 
 
 def test_quantiser_matches_virtual_board_readback(tmp_path, empty_cwd):
@@ -434,3 +438,28 @@ def test_native_quantiser_matches_spinnakers_kernel_encoder(tmp_path, empty_cwd)
                     np.testing.assert_array_equal(decoded, expect)
     finally:
         backend.end()
+
+
+def test_deploy_asks_the_machine_once_for_both_mappings(tmp_path, empty_cwd, monkeypatch):
+    import importlib
+
+    # the package's ``deploy`` is the function; the module is in sys.modules
+    backend_module = importlib.import_module("spinnconv.backends.spinnaker.backend")
+    deploy_module = importlib.import_module("spinnconv.backends.spinnaker.deploy")
+
+    calls = []
+
+    def counting(where):
+        def check(host=None, spalloc_server=None, timeout_s=3.0):
+            calls.append((where, host, spalloc_server))
+        return check
+
+    monkeypatch.setattr(deploy_module, "check_machine_reachable", counting("deploy"))
+    monkeypatch.setattr(backend_module, "check_machine_reachable", counting("setup"))
+    model = SequentialModel((8, 8, 1))
+    model.add(ConvLayer(2, (3, 3)))
+    params = resolve_parameters("digits")
+    report = deploy(model, random_kernels(model, seed=1), params, {"virtual_board": 5},
+                    tmp_path, "auto")
+    assert all(c["fits"] for c in report["candidates"].values())
+    assert calls == [("deploy", None, None)]

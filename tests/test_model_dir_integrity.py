@@ -372,16 +372,16 @@ def test_npz_holding_one_array_is_damage(tmp_path):
 def test_library_logs_stay_off_stderr(capsys):
     import logging
 
-    from spinnconv import cli
+    from spinnconv import logs
 
-    cli._quiet_libraries()
+    logs.quiet_libraries(capture_logs=True)
     try:
         raise RuntimeError("board gone")
     except RuntimeError:
         logging.getLogger("spynnaker.pyNN").exception("Calling end before setup makes no sense")
     assert capsys.readouterr().err == ""
-    assert any("Calling end before setup" in line for line in cli._library_log.lines)
-    assert any("RuntimeError: board gone" in line for line in cli._library_log.lines)
+    assert any("Calling end before setup" in line for line in logs.library_log.lines)
+    assert any("RuntimeError: board gone" in line for line in logs.library_log.lines)
 
 
 def test_lock_file_descriptor_is_not_inherited(tmp_path):

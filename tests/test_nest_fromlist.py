@@ -13,9 +13,9 @@ import pytest
 
 sim = pytest.importorskip("pyNN.nest")
 
-from pyNN.errors import ConnectionError as PyNNConnectionError
+from pyNN.errors import ConnectionError as PyNNConnectionError  # noqa: E402
 
-from spinnconv.backends.nest_fromlist import VectorisedFromListConnector
+from spinnconv.backends.nest.fromlist import VectorisedFromListConnector  # noqa: E402
 
 CONNECTORS = {"stock": sim.FromListConnector, "vectorised": VectorisedFromListConnector}
 
@@ -39,14 +39,16 @@ def _build_and_run(kind, excitatory, inhibitory, stdp=False):
         synapse = (sim.STDPMechanism(timing_dependence=sim.SpikePairRule(),
                                      weight_dependence=sim.AdditiveWeightDependence(w_max=3.0),
                                      weight=0.5, delay=1.0) if stdp else sim.StaticSynapse())
-        excite = sim.Projection(source, cells, connector(excitatory, column_names=["weight", "delay"]),
+        names = ["weight", "delay"]
+        excite = sim.Projection(source, cells, connector(excitatory, column_names=names),
                                 synapse_type=synapse, receptor_type="excitatory")
-        inhibit = sim.Projection(cells, cells, connector(inhibitory, column_names=["weight", "delay"]),
+        inhibit = sim.Projection(cells, cells, connector(inhibitory, column_names=names),
                                  synapse_type=sim.StaticSynapse(), receptor_type="inhibitory")
         sim.run(60.0)
         status = [p.nest_connections.get(["source", "target", "weight", "delay"])
                   for p in (excite, inhibit)]
-        table = [sorted(zip(s["source"], s["target"], s["weight"], s["delay"])) for s in status]
+        table = [sorted(zip(s["source"], s["target"], s["weight"], s["delay"], strict=True))
+                 for s in status]
         spikes = cells.get_data("spikes").segments[0].spiketrains
         return {"connections": table, "len": (len(excite), len(inhibit)),
                 "weights": excite.get("weight", format="array"),

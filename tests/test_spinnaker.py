@@ -31,14 +31,14 @@ from spinnconv.backends.spinnaker import (
     spinnaker_stdp_amplitudes,
     spinnaker_weight_scale,
 )
-from spinnconv.errors import RuntimeFailure, UsageError
-from spinnconv.spinnaker_machine import (
+from spinnconv.backends.spinnaker.machine import (
     SCP_SCAMP_PORT,
     check_reachable,
     private_config,
     scp_version_request,
     write_spynnaker_config,
 )
+from spinnconv.errors import RuntimeFailure, UsageError
 
 # would point sPyNNaker at hardware (and break the run) if it were read
 POISON_CFG = "[Machine]\nmachine_name = 192.0.2.1\nversion = 5\nvirtual_board = False\n"

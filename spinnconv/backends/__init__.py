@@ -1,7 +1,10 @@
-"""Simulator backends: one module per simulator behind one small interface.
+"""Simulator backends: one package per simulator behind :class:`~spinnconv.interface.Backend`.
 
-``get_backend(name)`` imports the simulator only when asked, so a missing
-optional simulator only matters to the user who picks it.
+``brian2/``, ``nest/`` and ``spinnaker/`` each subclass
+:class:`~spinnconv.backends.base.PyNNBackend`; they are the only modules of
+spinnconv that import a simulator (``pyproject.toml`` states it as an
+import-linter contract). ``get_backend(name)`` imports the simulator only when
+asked, so a missing optional simulator only matters to the user who picks it.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ def get_backend(name: str, **options) -> Backend:
     module_name, class_name = BACKENDS[name]
     module = importlib.import_module(module_name)
     return getattr(module, class_name)(**options)
-
 
 
 def attach_backend(sim) -> Backend:

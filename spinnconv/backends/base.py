@@ -1,8 +1,8 @@
-"""The small interface every simulator backend answers, and its PyNN implementation.
+"""The PyNN implementation of :class:`~spinnconv.interface.Backend`.
 
 Everything outside ``spinnconv.backends`` talks to a simulator only through a
 :class:`Backend`. ``PyNNBackend`` implements it once for any ``pyNN.<simulator>``
-module; a simulator's module (``brian2.py``, ``nest.py``, ``spinnaker.py``)
+module; a simulator's package (``brian2/``, ``nest/``, ``spinnaker/``)
 subclasses it and overrides only that simulator's quirks:
 
 * ``dendritic_delay_fraction`` for ``STDPMechanism`` (Brian2 needs 0, the others 1),
@@ -15,89 +15,13 @@ from __future__ import annotations
 
 import gc
 import importlib
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from ..errors import BackendUnavailable
+from ..interface import Backend, Connections, STDPRule
 
-
-@dataclass(frozen=True)
-class Connections:
-    """A connection list as parallel arrays: synapse k goes ``pre[k] -> post[k]``.
-
-    ``weight`` is in nA (current-based cells) and always >= 0: whether it
-    excites or inhibits is the projection's receptor, not the sign.
-    """
-
-    pre: np.ndarray
-    post: np.ndarray
-    weight: np.ndarray
-    delay_ms: np.ndarray
-
-    def __post_init__(self):
-        n = np.asarray(self.pre).size
-        for name in ("post", "weight", "delay_ms"):
-            if np.asarray(getattr(self, name)).size != n:
-                raise ValueError(f"Connections.{name} has a different length than pre")
-
-    @classmethod
-    def build(cls, pre, post, weight, delay_ms) -> Connections:
-        """Broadcast scalar weight/delay to the length of ``pre``."""
-        pre = np.asarray(pre, dtype=np.int64)
-        post = np.asarray(post, dtype=np.int64)
-        weight = np.broadcast_to(np.asarray(weight, dtype=np.float64), pre.shape).copy()
-        delay_ms = np.broadcast_to(np.asarray(delay_ms, dtype=np.float64), pre.shape).copy()
-        return cls(pre, post, weight, delay_ms)
-
-    def __len__(self) -> int:
-        return int(np.asarray(self.pre).size)
-
-    def as_list(self, weight_sign: float = 1.0) -> np.ndarray:
-        """``(n, 4)`` array ``[pre, post, weight, delay]`` for ``FromListConnector``."""
-        return np.column_stack([self.pre, self.post, weight_sign * self.weight, self.delay_ms])
-
-
-@dataclass(frozen=True)
-class STDPRule:
-    """Pair-based STDP (``SpikePairRule``) with a soft or hard weight bound.
-
-    ``weight_dependence`` is ``"multiplicative"`` (soft bounds) or ``"additive"``.
-    Weights are in nA; ``a_plus``/``a_minus`` are fractions of ``w_max``.
-    """
-
-    tau_plus_ms: float
-    tau_minus_ms: float
-    a_plus: float
-    a_minus: float
-    w_min: float
-    w_max: float
-    weight_dependence: str = "multiplicative"
-    #: ``--emulate-spinnaker``: the 16-bit step (nA) of the plastic weights on the
-    #: board. Backends that can (brian2) then truncate each weight to this step
-    #: after every presynaptic spike, as sPyNNaker does; None: float weights.
-    spinnaker_weight_step_na: float | None = None
-
-
-class Backend:
-    """What every backend answers. See :class:`PyNNBackend` for the semantics."""
-
-    name: str = "?"
-    extra: str = ""  # the pip extra that installs it
-
-    def setup(self, timestep_ms: float, seed: int) -> None: ...
-    def spike_source(self, spike_times: list[np.ndarray], label: str) -> Any: ...
-    def population(self, n: int, cell_params: dict, label: str,
-                   max_input_na: tuple[float, float] | None = None) -> Any: ...
-    def connect(self, pre, post, connections: Connections, receptor: str = "excitatory",
-                stdp: STDPRule | None = None, label: str = "") -> Any: ...
-    def record(self, population, variables: tuple[str, ...] = ("spikes",), indices=None) -> None: ...
-    def set_parameters(self, population, **values) -> None: ...
-    def run(self, duration_ms: float) -> None: ...
-    def spikes(self, population) -> tuple[np.ndarray, np.ndarray]: ...
-    def weights(self, projection) -> np.ndarray: ...
-    def end(self) -> None: ...
+__all__ = ["Backend", "Connections", "PyNNBackend", "STDPRule"]
 
 
 class PyNNBackend(Backend):
@@ -163,8 +87,9 @@ class PyNNBackend(Backend):
         ignore it; sPyNNaker sizes its 16-bit weights from it (see
         :class:`~spinnconv.backends.spinnaker.SpiNNakerBackend`).
         """
-        return self._track(self.sim.Population(int(n), self.sim.IF_curr_exp(**cell_params),
-                                               label=label, **self.population_options(max_input_na)))
+        return self._track(self.sim.Population(
+            int(n), self.sim.IF_curr_exp(**cell_params), label=label,
+            **self.population_options(max_input_na)))
 
     def population_options(self, max_input_na: tuple[float, float] | None) -> dict:
         """Extra keyword arguments of ``sim.Population`` (none here)."""

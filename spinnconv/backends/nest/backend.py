@@ -3,7 +3,7 @@
 Quirks handled here: spikes on the time grid (as on SpiNNaker), quiet kernel,
 one thread per process (parallelism comes from running shards in processes),
 connection lists built with one ``nest.Connect`` call
-(:class:`~spinnconv.backends.nest_fromlist.VectorisedFromListConnector`; PyNN's
+(:class:`~spinnconv.backends.nest.fromlist.VectorisedFromListConnector`; PyNN's
 makes one call per target neuron), projection weights read and written as arrays.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import PyNNBackend
+from ..base import PyNNBackend
 
 
 class NestBackend(PyNNBackend):
@@ -27,14 +27,13 @@ class NestBackend(PyNNBackend):
                 "rng_seed": int(seed) + 1}
 
     def connector(self, conn_list):
-        from .nest_fromlist import VectorisedFromListConnector
+        from .fromlist import VectorisedFromListConnector
 
         return VectorisedFromListConnector(conn_list, column_names=["weight", "delay"])
 
     # PyNN's get/set of projection attributes as arrays convert one connection at
-    # a time through Population.id_to_index (about 1 ms each): reading or writing
-    # the 1500 weights of an MNIST patch network took seconds per chunk. These
-    # read the whole SynapseCollection at once. IDs of a Population are
+    # a time through Population.id_to_index; these read the whole SynapseCollection
+    # at once. IDs of a Population are
     # consecutive, so index = node id - first id.
     _NA_PER_NEST_UNIT = 1e-3  # NEST weights of current synapses are in pA
 

@@ -1,38 +1,11 @@
 """Choosing the SpiNNaker machine for one run, without touching the user's own config.
 
-sPyNNaker reads its settings from ``.spynnaker.cfg`` files only (there is no
-``sim.setup(machine=...)`` argument for a virtual board). This module writes a
-run-private config and makes sure sPyNNaker reads *that* file and no other.
-
-How sPyNNaker finds its config (``spinn_utilities/config_holder.py::_user_cfg``
-and ``spinn_utilities/conf_loader.py::load_config``, sPyNNaker 7.4.1): at
-``sim.setup()`` it looks for ``.spynnaker.cfg`` in
-
-1. ``appdirs.site_config_dir()``  -- the first entry of ``$XDG_CONFIG_DIRS``
-   (default ``/etc/xdg``),
-2. ``appdirs.user_config_dir()``  -- ``$XDG_CONFIG_HOME`` (default ``~/.config``),
-3. ``os.path.expanduser("~")``    -- ``$HOME``,
-
-and raises ``TwoUserConfigsException`` if more than one of them exists (if none
-exists it writes a template into ``~`` and raises). Setting only
-``XDG_CONFIG_HOME`` is therefore *not* enough when the user has a
-``~/.spynnaker.cfg``: sPyNNaker would find both files and refuse to start. So
-:func:`private_config` points ``XDG_CONFIG_HOME`` at our directory and ``HOME``
-and ``XDG_CONFIG_DIRS`` at empty sub-directories, for the duration of
-``sim.setup()`` only (the config is read once, in ``ConfigHandler.__init__``).
-
-Then ``./spynnaker.cfg`` (no dot) in the *current directory* is read on top,
-strictly checked. That file cannot be switched off by environment variables;
-:func:`private_config` warns when one is present.
-
-Reports: ``[Reports] default_report_file_path`` (``spinn_utilities.cfg``; the
-value ``DEFAULT`` means the cwd) is the folder under which sPyNNaker creates
-``reports/<timestamp>/run_<n>/`` with its databases, provenance and reports.
-``[Mode] mode = Production`` (``spinn_front_end_common/interface/spinnaker.cfg``)
-turns every report whose default is ``Info``/``Debug`` off; we set it explicitly
-because a machine-wide config could have set ``Info``/``Debug``.
-
-Nothing here imports sPyNNaker.
+sPyNNaker reads its settings from ``.spynnaker.cfg`` files only. This module
+checks the machine options, writes a run-private config, makes sPyNNaker read
+*that* file and no other (:func:`private_config`), and fails fast when a board
+or spalloc server does not answer (:func:`check_machine_reachable`). How
+sPyNNaker finds its config and why each setting is there:
+``docs/design/spinnaker-config.md``. Nothing here imports sPyNNaker.
 """
 
 from __future__ import annotations
@@ -50,7 +23,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .errors import RuntimeFailure, UsageError
+from ...errors import RuntimeFailure, UsageError
+
+__all__ = [
+    "CONFIG_NAME",
+    "MACHINE_KEYS",
+    "VIRTUAL_BOARD_VERSIONS",
+    "check_machine_reachable",
+    "check_reachable",
+    "describe_machine",
+    "machine_options",
+    "private_config",
+    "scp_version_request",
+    "validate_host",
+    "validate_spalloc_url",
+    "write_spynnaker_config",
+]
 
 CONFIG_NAME = ".spynnaker.cfg"
 #: virtual board versions sPyNNaker knows: 3 = 4-chip SpiNN-3, 5 = 48-chip SpiNN-5
@@ -59,6 +47,9 @@ VIRTUAL_BOARD_VERSIONS = {3: "4-chip SpiNN-3 board", 5: "48-chip SpiNN-5 board"}
 SCP_SCAMP_PORT = 17893
 #: default TCP port of an old-style (spalloc v1) server (``[Machine] spalloc_port``)
 SPALLOC_V1_PORT = 22244
+
+#: the keys of a ``machine`` dict (:func:`machine_options`)
+MACHINE_KEYS = ("virtual_board", "host", "spalloc_server", "n_boards", "reachable_timeout_s")
 
 _ENV_VARS = ("XDG_CONFIG_HOME", "XDG_CONFIG_DIRS", "HOME")
 _HOSTNAME_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
@@ -131,6 +122,41 @@ def _cfg_path(path: Path) -> str:
     return text
 
 
+# -- machine options -----------------------------------------------------------
+def machine_options(machine: dict) -> dict:
+    """The checked ``machine`` dict (``None`` values dropped); ``UsageError`` otherwise.
+
+    One of ``virtual_board`` (3 or 5), ``host`` or ``spalloc_server``, optionally with
+    ``n_boards`` (virtual boards and spalloc) and ``reachable_timeout_s``.
+    """
+    if not isinstance(machine, dict):
+        raise UsageError(f"machine must be a dict, got {type(machine).__name__}")
+    unknown = sorted(set(machine) - set(MACHINE_KEYS))
+    if unknown:
+        raise UsageError(f"unknown machine option(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(MACHINE_KEYS)}")
+    options = {k: v for k, v in machine.items() if v is not None}
+    n_boards = options.get("n_boards")
+    if n_boards is not None and (isinstance(n_boards, bool) or not isinstance(n_boards, int)
+                                 or n_boards < 1):
+        raise UsageError(f"machine n_boards must be an integer >= 1, got {n_boards!r}")
+    if n_boards is not None and "host" in options:
+        raise UsageError("machine n_boards applies to virtual boards and spalloc only")
+    return options
+
+
+def describe_machine(options: dict) -> str:
+    """``virtual SpiNN-5 x1``, ``board <host>`` or ``spalloc <url>`` for checked ``options``."""
+    if "virtual_board" in options:
+        boards = options.get("n_boards", 1)
+        return f"virtual SpiNN-{options['virtual_board']} x{boards}"
+    if "host" in options:
+        return f"board {options['host']}"
+    if "spalloc_server" in options:
+        return f"spalloc {options['spalloc_server']}"
+    return "virtual SpiNN-5 x1"
+
+
 # -- the config file ------------------------------------------------------------
 def write_spynnaker_config(config_dir: Path, *, virtual_board: int | None = None,
                            host: str | None = None, spalloc_server: str | None = None,
@@ -148,8 +174,7 @@ def write_spynnaker_config(config_dir: Path, *, virtual_board: int | None = None
     the place where sPyNNaker creates its ``reports/<timestamp>/run_<n>/`` tree
     (``[Reports] default_report_file_path``; sPyNNaker always adds the
     ``reports`` level itself). All optional reports are off (``[Mode] mode =
-    Production``): mapping a 4-layer, 8784-neuron, 80k-synapse FromList net on a
-    virtual 48-chip board took 1.0 s like this against 2.2 s with ``mode = Info``.
+    Production``, which also maps faster).
     ``log_level`` is sPyNNaker's ``[Logging] default``; sPyNNaker passes it to
     ``logging.basicConfig``, which does nothing if the application configured
     logging first. The file is written with mode 0600 (a spalloc URL may carry
@@ -178,7 +203,7 @@ def write_spynnaker_config(config_dir: Path, *, virtual_board: int | None = None
         raise UsageError(f"log level must be debug, info, warning, error or critical, "
                          f"got {log_level!r}")
     text = "\n".join([
-        "# Written by spinnconv.spinnaker_machine.write_spynnaker_config; run-private.",
+        "# Written by spinnconv.backends.spinnaker.machine.write_spynnaker_config; run-private.",
         "[Machine]", *machine, "",
         "[Reports]",
         "# sPyNNaker adds reports/<timestamp>/run_<n>/ below this folder",
@@ -348,3 +373,14 @@ def check_reachable(host: str | None = None, timeout_s: float = 3.0, *,
         reason = f"{err.strerror or err}"
     raise RuntimeFailure(f"SpiNNaker board at {host} not reachable ({reason}); "
                          "check the IP address, cable and power")
+
+
+def check_machine_reachable(host: str | None = None, spalloc_server: str | None = None,
+                            timeout_s: float = 3.0) -> str | None:
+    """:func:`check_reachable` for a board or spalloc server; nothing (``None``) for a
+    virtual board (both ``None``)."""
+    if host is not None:
+        return check_reachable(host, timeout_s)
+    if spalloc_server is not None:
+        return check_reachable(spalloc_server=spalloc_server, timeout_s=timeout_s)
+    return None

@@ -4,14 +4,14 @@ Quirks handled here:
 
 * ``STDPMechanism`` needs ``dendritic_delay_fraction=0`` and then pairs spikes as
   if every delay were axonal, unlike NEST and sPyNNaker: plastic projections use
-  :class:`~spinnconv.backends.brian2_stdp.DendriticSTDPMechanism` instead, which
+  :class:`~spinnconv.backends.brian2.stdp.DendriticSTDPMechanism` instead, which
   pairs and updates as they do (and, with ``--emulate-spinnaker``, truncates the
   weights to SpiNNaker's 16-bit step after every pre spike);
 * its ``STDPMechanism`` ignores the weight dependence (always additive): other
   rules are refused;
-* PyNN's ``FromListConnector`` sets Brian2 synapses one at a time (28 min for a
-  432k-synapse conv list): connection lists go through
-  :class:`~spinnconv.backends.brian2_fromlist.VectorisedFromListConnector`;
+* PyNN's ``FromListConnector`` sets Brian2 synapses one at a time (slow for a
+  conv layer's list): connection lists go through
+  :class:`~spinnconv.backends.brian2.fromlist.VectorisedFromListConnector`;
 * ``SpikeSourceArray`` objects run on Brian2's default clock (0.1 ms) unless the
   default clock is set to the PyNN time step before the network is built;
 * spike recordings cannot be cleared: :meth:`Brian2Backend.spikes` reads the
@@ -23,8 +23,8 @@ from __future__ import annotations
 import functools
 import logging
 
-from ..errors import UsageError
-from .base import Connections, PyNNBackend, STDPRule
+from ...errors import UsageError
+from ..base import Connections, PyNNBackend, STDPRule
 
 
 class Brian2Backend(PyNNBackend):
@@ -62,7 +62,7 @@ class Brian2Backend(PyNNBackend):
                              f"ignores the weight dependence), not '{stdp.weight_dependence}'")
         if stdp.spinnaker_weight_step_na and min(stdp.a_plus, stdp.a_minus) <= 0:
             raise UsageError("--emulate-spinnaker on brian2 needs stdp a_plus and a_minus > 0")
-        from .brian2_stdp import DendriticSTDPMechanism
+        from .stdp import DendriticSTDPMechanism
 
         return functools.partial(DendriticSTDPMechanism,
                                  weight_step_na=stdp.spinnaker_weight_step_na or 0.0)
@@ -75,7 +75,7 @@ class Brian2Backend(PyNNBackend):
         return projection
 
     def connector(self, conn_list):
-        from .brian2_fromlist import VectorisedFromListConnector
+        from .fromlist import VectorisedFromListConnector
 
         return VectorisedFromListConnector(conn_list, column_names=["weight", "delay"])
 

@@ -1,57 +1,11 @@
 """A vectorised ``FromListConnector`` for ``pyNN.brian2`` (Brian2 backend only).
 
-Why this exists
----------------
-The stock ``pyNN.connectors.FromListConnector.connect`` loops over the target
-neurons and, for each one, calls ``pyNN.brian2.Projection._convergent_connect``,
-which then sets every synaptic variable one synapse at a time
-(``brian2_var[ii, j] = v``).  Every one of those assignments goes through
-Brian2's index machinery, so a convolutional layer's connection list of 432k
-synapses took about 28 minutes to build.  This connector makes ONE
-``Synapses.connect(i=..., j=...)`` call and ONE array assignment per synaptic
-variable; the same 432k-synapse list builds in about 0.4 s with identical
-weights, delays and simulation results.
-
-Only the Brian2 backend uses this module (it imports ``pyNN`` internals and
-touches ``projection._brian2_synapses``); every other backend keeps its own
-connector.
-
-What it reproduces from the stock path
---------------------------------------
-* Validation: every column name must be a parameter of the synapse type
-  (``ValueError``); a source index out of range raises
-  ``pyNN.errors.ConnectionError``.  An empty list builds an empty projection.
-* The parameter space is built exactly as the stock path builds it (a deep copy
-  of ``synapse_type.parameter_space`` with shape ``(n,)``, updated with the
-  list's columns, ``translate``-d for standard synapse types, then
-  ``evaluate``-d), ``dendritic_delay_fraction`` is dropped, and delays are
-  rounded to the nearest time step rather than truncated.
-* Synapse order: Brian2 appends the synapses of a ``connect(i=..., j=...)``
-  call at the end of its arrays, in exactly the order of ``i``/``j`` (verified:
-  the runtime ``synapses_create_array`` templates write ``sources[k]`` to
-  synapse ``N_old + k`` and nothing reorders them later, not even ``run``).
-  The list is sorted with the same ``np.argsort(conn_list[:, 1])`` the stock
-  connector uses, so the synapses end up in the same order as with the stock
-  connector, and every variable is assigned to the new synapse range
-  ``[N_old, N_old + n)``.
-
-Deliberate differences from the stock path
-------------------------------------------
-* A target index out of range (or any negative index) raises
-  ``ConnectionError``; the stock connector silently drops out-of-range
-  targets.
-* Several synapses between the same pair of neurons (multapses) each get their
-  own value from the list.  The stock path assigns by ``(pre, post)`` pair, so
-  every multapse of a pair ends up with the value of the last one listed.
-* ``self.conn_list`` is not re-sorted in place.
-
-Fallback
---------
-Only a plain ``Population`` on both sides of a ``pyNN.brian2`` projection takes
-the vectorised path.  If the pre- or postsynaptic side is an ``Assembly`` (one
-``Synapses`` object per population pair) or a ``PopulationView`` (view indices
-must be mapped to parent indices), ``connect`` falls back to the stock
-``FromListConnector.connect``, which is correct but slow.
+The stock connector sets every synaptic variable one synapse at a time; this one
+makes one ``Synapses.connect(i=..., j=...)`` call and one array assignment per
+variable, in the stock connector's synapse order. It validates as the stock
+connector does, raises for out-of-range targets (the stock one drops them),
+and falls back to the stock connector for views and assemblies. Details and
+the deliberate differences: ``docs/design/brian2-fromlist.md``.
 """
 
 from __future__ import annotations
@@ -65,7 +19,7 @@ from pyNN.common import Population
 from pyNN.connectors import FromListConnector
 from pyNN.core import is_listlike
 
-from .fromlist import check_list, translated_parameters
+from ..fromlist import check_list, translated_parameters
 
 __all__ = ["VectorisedFromListConnector"]
 

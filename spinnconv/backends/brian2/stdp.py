@@ -1,55 +1,13 @@
 """PyNN's STDP semantics on ``pyNN.brian2``, optionally with SpiNNaker's 16-bit weights.
 
-``pyNN.brian2``'s ``STDPMechanism`` differs from NEST and from a SpiNNaker board
-(and from PyNN's default ``dendritic_delay_fraction=1``) in the timing of every
-pair, and it cannot store weights as the board does. :class:`DendriticSTDPMechanism`
-fixes the first always (float runs on brian2 learn what NEST learns: tested
-pair by pair) and emulates the second with ``weight_step_na`` (``--emulate-spinnaker``).
-
-**Dendritic delays.** ``pyNN.brian2`` treats every delay ``d`` as axonal: a
-pre spike at ``t_pre`` is paired at ``t_pre + d`` with post spikes at
-``t_post``, i.e. ``Δt = t_post - t_pre - d``. sPyNNaker (no axonal delays,
-``backprop_delay=True``: ``plasticity_update_synapse`` in
-``synapse_dynamics_stdp_mad_impl.c``) and NEST treat it as dendritic: the post
-spike is seen at ``t_post + d``, ``Δt = t_post + d - t_pre``. The pre pathway
-keeps its delay ``d`` (transmission arrives at ``t_pre + d`` as everywhere);
-delaying Brian2's *post* pathway by ``2 d`` makes every pairing ``(t_post + 2d)
-- (t_pre + d) = t_post + d - t_pre``. At ``Δt = 0`` the board has two quirks,
-kept here: the post spike is potentiated by the earlier pre spikes but not by
-this one (it ends this pre spike's window, and the next window starts after
-it), and this pre spike's whole depression is skipped
-(``time_since_last_post > 0`` fails for the last post spike, whose trace also
-carries the earlier ones). So the post pathway runs before the pre pathway in a
-time step and the pre pathway skips depression after a post spike of the same
-step. (NEST treats ``Δt = 0`` its own way; only there do the two differ.)
-
-**Deferred updates.** sPyNNaker changes a plastic weight only when a pre spike's
-row is processed: first the potentiation of every post spike since the previous
-pre spike (each clipped at ``w_max``), then this spike's depression (clipped at
-``w_min``). The post pathway therefore only adds to ``pending``, which the next
-pre spike applies; weights read back after a run lack the potentiation still
-pending, as on the board (and in NEST).
-
-**16-bit plastic weights, truncated after each presynaptic spike** (only with
-``weight_step_na`` > 0, i.e. ``--emulate-spinnaker``). On the board the weight
-is stored as an unsigned 16-bit integer; the row update works in S16.15 and
-stores ``bits >> shift``, the weight rounded *down* to the 16-bit step
-(``weight_get_final`` in ``weight_additive_one_term_impl.h``). Here the pre
-pathway ends with ``weight = floor(weight / step) * step`` and transmits that.
-
-**Fixed-point traces and products** (also only with ``weight_step_na`` > 0). A
-floored weight drops a whole step for *any* net depression, however small, so
-what counts as zero matters: on the board the traces are S4.11 (a decayed
-trace below 2⁻¹¹ is 0) and ``mul_accum_fixed`` yields S16.15 nA (a product below
-2⁻¹⁵ nA is 0). With ``A- * w_max`` ≈ 0.012 nA a post spike stops depressing
-after ~6 time constants (~120 ms); a float trace never does, and a kernel
-neuron that has not fired for a while would lose a step at every pre spike
-(MNIST kernels came out 58 % zeros that way instead of ~6 %). Both traces and
-both products are floored to those resolutions here. The trace itself is
-decayed exactly, not through the board's 16-bit look-up table.
-
-Not emulated: the LIF neuron's own fixed-point arithmetic, and the board's
-memory of only the last 15 post spikes per neuron.
+:class:`DendriticSTDPMechanism` pairs spikes with dendritic delays and defers
+weight updates to the next presynaptic spike, as sPyNNaker and NEST do (the
+post pathway is delayed by twice the synaptic delay); with ``weight_step_na``
+(``--emulate-spinnaker``) it also floors weights to the board's 16-bit step
+after every presynaptic spike and traces and products to the board's fixed
+point. Not emulated: the LIF neuron's fixed-point arithmetic and the board's
+memory of only the last 15 post spikes per neuron. The derivation, including
+the board's quirks at ``Δt = 0``: ``docs/design/brian2-stdp.md``.
 """
 
 from __future__ import annotations
@@ -99,10 +57,11 @@ class DendriticSTDPMechanism(STDPMechanism):
              A_minus : 1
              dP/dt = -P/tau_plus : 1 (event-driven)
              dM/dt = -M/tau_minus : 1 (event-driven)"""
+    # Brian2 abstract code: one statement per line
     pre = """
           weight = clip(weight + pending, w_min, w_max)
           pending = 0 * %(weight_units)s
-          weight = clip(weight - (%(depression)s) * int(abs(t - t_post_seen) > 0.5 * dt), w_min, w_max)
+          weight = clip(weight - (%(depression)s) * int(abs(t-t_post_seen) > 0.5*dt), w_min, w_max)
           %(truncate)s
           P += A_plus
           %(syn_var)s += weight

@@ -1,33 +1,12 @@
 """A vectorised ``FromListConnector`` for ``pyNN.nest`` (NEST backend only).
 
-Why this exists
----------------
-The stock ``pyNN.connectors.FromListConnector.connect`` loops over the target
-neurons; for each one it deep-copies and translates the synapse parameter space
-and calls ``pyNN.nest.Projection._convergent_connect``, which makes one
-``nest.Connect`` call. The default MNIST inference network (17,280 conv
-targets, 1.4 M synapses with the lateral inhibition) took about 11 s to build
-that way, every 1000-image block. This connector translates the parameters of
-the whole list once and makes ONE ``nest.Connect(sources, targets,
-"one_to_one", syn_spec)`` call with arrays of node IDs (NEST's array path).
-
-What it reproduces from the stock path
---------------------------------------
-* Validation: every column name must be a parameter of the synapse type
-  (``ValueError``); a source or target index out of range raises
-  ``pyNN.errors.ConnectionError``. An empty list builds an empty projection.
-* The parameter space is built as the stock path builds it (a deep copy of
-  ``synapse_type.parameter_space`` with shape ``(n,)``, updated with the list's
-  columns, ``translate``-d, ``evaluate``-d); ``dendritic_delay_fraction``,
-  ``tau_minus`` and ``w_min_always_zero_in_NEST`` are dropped as
-  ``_convergent_connect`` drops them.
-* The projection's bookkeeping: its ``_sources``, its connection cache and the
-  simulator's stale-cache flag, so ``Projection.get``/``set``/``len`` work.
-
-Only the simple case takes this path: a static synapse (no plasticity, no other
-per-synapse parameters), plain ``Population`` objects on both sides, current-
-based standard cells and one MPI process. Anything else (the small STDP patch
-networks, conductance-based cells, views, assemblies) uses the stock connector.
+The stock connector makes one ``nest.Connect`` call per target neuron; this one
+translates the parameters of the whole list once and makes one
+``nest.Connect(sources, targets, "one_to_one", syn_spec)`` call, keeping the
+projection's bookkeeping so ``Projection.get``/``set``/``len`` work. Only static
+synapses between plain populations of current-based cells in one MPI process
+take this path; everything else uses the stock connector. Details:
+``docs/design/nest-fromlist.md``.
 """
 
 from __future__ import annotations
@@ -41,7 +20,7 @@ from pyNN.common import Population
 from pyNN.connectors import FromListConnector
 from pyNN.standardmodels.synapses import StaticSynapse
 
-from .fromlist import check_list, translated_parameters
+from ..fromlist import check_list, translated_parameters
 
 __all__ = ["VectorisedFromListConnector"]
 
