@@ -275,6 +275,13 @@ def rate_code(intensity, presentation_ms: float, max_rate_hz: float,
         first = np.cumsum(counts) - counts
         rank = np.arange(owner.size, dtype=np.int64) - first[owner]
         steps = rank * slots // counts[owner]
+        # the order of LayerSpikes.from_arrays, (image, time, neuron), by one integer key
+        n_neurons = height * width * channels
+        key = np.sort((img[owner] * slots + steps) * n_neurons + neuron[owner])
+        cell, neuron_sorted = np.divmod(key, n_neurons)
+        image_sorted, step_sorted = np.divmod(cell, slots)
+        return LayerSpikes(shape, n_images, image_sorted, neuron_sorted,
+                           step_sorted * timestep_ms)
     else:
         p = np.clip(v * max_rate_hz * timestep_ms / 1000.0, 0.0, 1.0)
         keep = p > 0

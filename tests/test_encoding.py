@@ -276,3 +276,18 @@ def test_encode_missing_key_and_bad_images():
 def test_encode_empty_batch():
     spikes = en.encode(np.zeros((0, 8, 8), dtype=np.uint8), PARAMS)
     assert spikes.n_images == 0 and spikes.n_spikes == 0
+
+
+def test_rate_code_events_in_from_arrays_order():
+    """The deterministic rate code hands out its events sorted by (image, time,
+    neuron), exactly as LayerSpikes.from_arrays sorts the same events."""
+    rng = np.random.default_rng(7)
+    images = rng.random((6, 9, 9)) * (rng.random((6, 9, 9)) < 0.6)
+    spikes = en.encode(images, {**PARAMS, "code": "rate", "max_rate_hz": 500.0})
+    assert spikes.n_spikes > 200
+    shuffle = rng.permutation(spikes.n_spikes)
+    resorted = LayerSpikes.from_arrays(spikes.shape, spikes.n_images, spikes.image[shuffle],
+                                       spikes.neuron[shuffle], spikes.time_ms[shuffle])
+    for name in ("image", "neuron", "time_ms"):
+        np.testing.assert_array_equal(getattr(spikes, name), getattr(resorted, name))
+        assert getattr(spikes, name).dtype == getattr(resorted, name).dtype

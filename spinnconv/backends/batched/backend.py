@@ -517,8 +517,16 @@ def simulate_counts(model, kernels: dict[int, np.ndarray], params: dict, input_s
     step = np.rint(absolute / h_ms).astype(np.int64) - 1
     if step.size and step.min() < 0:
         raise UsageError("a spike source fires before one time step")
-    order = np.lexsort((input_spikes.neuron, step, block_of))
-    src_ptr = np.searchsorted(block_of[order], np.arange(starts.size + 1)).astype(np.int64)
+    # events by (block, step, source); LayerSpikes are mostly in that order already
+    key = ((block_of * (int(step.max(initial=0)) + 1) + step) * input_spikes.n_neurons
+           + input_spikes.neuron)
+    if key.size and not (key[1:] >= key[:-1]).all():
+        order = np.argsort(key, kind="stable")
+        block_of, step = block_of[order], step[order]
+        source = input_spikes.neuron[order]
+    else:
+        source = input_spikes.neuron
+    src_ptr = np.searchsorted(block_of, np.arange(starts.size + 1)).astype(np.int64)
     t_ms = (np.arange(int(n_steps.max(initial=0))) + 1) * h_ms
     image_of_step = np.floor((t_ms - schedule.start_ms(0)) / schedule.period_ms).astype(np.int64)
     out_shape = model.output_shape_of(upto - 1)
@@ -526,6 +534,7 @@ def simulate_counts(model, kernels: dict[int, np.ndarray], params: dict, input_s
     engine.count_layers(n_steps, bounds, arrays["theta"], arrays["pop_constants"],
                         arrays["pop_refractory_steps"], arrays["geometry"], arrays["kernels"],
                         arrays["pool_w"], arrays["lateral_w"], arrays["delays"],
-                        src_ptr, step[order], np.ascontiguousarray(input_spikes.neuron[order]),
+                        src_ptr, np.ascontiguousarray(step, np.int64),
+                        np.ascontiguousarray(source, np.int64),
                         image_of_step, counts)
     return counts

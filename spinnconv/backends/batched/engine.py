@@ -188,22 +188,46 @@ def advance(step_start, step_stop, h_ms,
                 ring_flat[d * width + syn_target[k]] += w
 
 
-@nb.njit(cache=True)
-def _dense_update(v, i_ex, i_in, refractory, ring_ex, ring_in, p22, p21ex, p21in, p11ex,
-                  p11in, drive):
-    """One step of ``iaf_psc_exp`` for a population, before the threshold: the
-    membrane with the current currents (unless refractory), the currents' decay and
-    this step's input (which the ring slot then forgets)."""
-    for j in range(v.size):
-        r = refractory[j]
-        vn = v[j]
-        integrated = vn * p22 + i_ex[j] * p21ex + i_in[j] * p21in + drive
-        v[j] = integrated if r == 0 else vn
-        refractory[j] = r - 1 if r > 0 else 0
-        i_ex[j] = i_ex[j] * p11ex + ring_ex[j]
-        i_in[j] = i_in[j] * p11in + ring_in[j]
-        ring_ex[j] = 0.0
-        ring_in[j] = 0.0
+@nb.njit(cache=True, inline="always")
+def _integrate(v, i_ex, i_in, ring_ex, ring_in, inhibition, has_input, p22, p21ex, p21in,
+               p11ex, p11in, drive, theta):
+    """One step of ``iaf_psc_exp`` for a layer before the threshold, as if no neuron
+    were refractory (the caller puts those back): the membrane with the present
+    currents, the currents' decay and this step's input from the ring slot (which
+    then forgets it). Without lateral inhibition the inhibitory current is 0 and
+    left out; without input in the slot (all zero) it is not read (``x + 0.0 == x``).
+    Returns how many neurons reach ``theta`` (refractory ones included)."""
+    hit = 0
+    if inhibition and has_input:
+        for n in range(v.size):
+            vn = v[n] * p22 + i_ex[n] * p21ex + i_in[n] * p21in + drive
+            v[n] = vn
+            hit += 1 if vn >= theta[n] else 0
+            i_ex[n] = i_ex[n] * p11ex + ring_ex[n]
+            i_in[n] = i_in[n] * p11in + ring_in[n]
+            ring_ex[n] = 0.0
+            ring_in[n] = 0.0
+    elif inhibition:
+        for n in range(v.size):
+            vn = v[n] * p22 + i_ex[n] * p21ex + i_in[n] * p21in + drive
+            v[n] = vn
+            hit += 1 if vn >= theta[n] else 0
+            i_ex[n] = i_ex[n] * p11ex
+            i_in[n] = i_in[n] * p11in
+    elif has_input:
+        for n in range(v.size):
+            vn = v[n] * p22 + i_ex[n] * p21ex + drive
+            v[n] = vn
+            hit += 1 if vn >= theta[n] else 0
+            i_ex[n] = i_ex[n] * p11ex + ring_ex[n]
+            ring_ex[n] = 0.0
+    else:
+        for n in range(v.size):
+            vn = v[n] * p22 + i_ex[n] * p21ex + drive
+            v[n] = vn
+            hit += 1 if vn >= theta[n] else 0
+            i_ex[n] = i_ex[n] * p11ex
+    return hit
 
 
 #: layer kinds of :func:`count_layers`
@@ -246,9 +270,98 @@ def _scatter_feedforward(kind, y, x, c, out_h, out_w, n_out, kh, kw, stride, pad
 
 
 @nb.njit(cache=True)
+def feedforward_targets(geometry):
+    """Where each presynaptic neuron's feed-forward input goes, per layer, from the
+    geometry (what :func:`_scatter_feedforward` computes per spike): for layer ``l``
+    the inputs ``ptr_start[l] + i`` (``i`` channel-major for layer 0, the sources;
+    position-major for the others) hold ``target[ptr[..]:ptr[.. + 1]]`` (offsets of
+    the first neuron of a position, plus ``c`` for a pool) and ``kernel_base`` (the
+    offset of the ``(dy, dx, c)`` kernel row in ``kernels``; 0 for a pool)."""
+    n_layers = geometry.shape[0]
+    ptr_start = np.zeros(n_layers + 1, np.int64)
+    for lay in range(n_layers):
+        g = geometry[lay]
+        ptr_start[lay + 1] = ptr_start[lay] + g[2] * g[3] * g[4] + 1
+    ptr = np.zeros(ptr_start[n_layers], np.int64)
+    n_entries = 0
+    for phase in range(2):  # count, then fill
+        if phase == 1:
+            # unsigned: numba then indexes without its negative-index wrap-around,
+            # and the kernel rows' loops vectorise
+            target = np.empty(n_entries, np.uint32)
+            kernel_base = np.empty(n_entries, np.uint32)
+        k = 0
+        for lay in range(n_layers):
+            g = geometry[lay]
+            kind, in_h, in_w, in_c = g[1], g[2], g[3], g[4]
+            out_h, out_w, n_out, kh, kw, stride, pad, w_off = (g[5], g[6], g[7], g[8], g[9],
+                                                               g[10], g[11], g[12])
+            n_in = in_h * in_w * in_c
+            for i in range(n_in):
+                if lay == 0:  # channel-major
+                    c = i // (in_h * in_w)
+                    y = (i - c * in_h * in_w) // in_w
+                    x = i - c * in_h * in_w - y * in_w
+                else:  # position-major
+                    position = i // in_c
+                    c = i - position * in_c
+                    y = position // in_w
+                    x = position - y * in_w
+                if phase == 1:
+                    ptr[ptr_start[lay] + i] = k
+                for dy in range(kh):
+                    ty = y + pad - dy
+                    if ty < 0:
+                        break
+                    if ty % stride != 0:
+                        continue
+                    oy = ty // stride
+                    if oy >= out_h:
+                        continue
+                    for dx in range(kw):
+                        tx = x + pad - dx
+                        if tx < 0:
+                            break
+                        if tx % stride != 0:
+                            continue
+                        ox = tx // stride
+                        if ox >= out_w:
+                            continue
+                        if phase == 1:
+                            if kind == CONV:
+                                target[k] = (oy * out_w + ox) * n_out
+                                kernel_base[k] = w_off + ((dy * kw + dx) * in_c + c) * n_out
+                            else:
+                                target[k] = (oy * out_w + ox) * n_out + c
+                                kernel_base[k] = 0
+                        k += 1
+            if phase == 1:
+                ptr[ptr_start[lay] + n_in] = k
+        n_entries = k
+    return ptr_start, ptr, target, kernel_base
+
+
+@nb.njit(cache=True, inline="always")
+def _deliver(ptr, i, target, kernel_base, conv, n_out, kernels, pool_w, row):
+    """The feed-forward input of presynaptic neuron ``i`` (of :func:`feedforward_targets`)
+    into ``row``; a zero kernel weight adds +0.0, which leaves a non-negative sum as
+    it is (NEST has no such synapse)."""
+    if conv:
+        for k in range(ptr[i], ptr[i + 1]):
+            t = target[k]
+            w = kernel_base[k]
+            for n in range(n_out):
+                row[t + n] += kernels[w + n]
+    else:
+        for k in range(ptr[i], ptr[i + 1]):
+            row[target[k]] += pool_w
+
+
+@nb.njit(cache=True)
 def _count_block(b, n_steps_per_block, block_images, theta, pop_constants, pop_refractory_steps,
                  geometry, kernels, pool_w, lateral_w, delays,
-                 src_ptr, src_step, src_neuron, image_of_step, counts):
+                 src_ptr, src_step, src_neuron, image_of_step, counts,
+                 ff_ptr_start, ff_ptr, ff_target, ff_kernel):
     """Block ``b`` of :func:`count_layers`.
 
     Neurons are stored position-major within a layer (``(y * W + x) * C + c``) so
@@ -256,26 +369,41 @@ def _count_block(b, n_steps_per_block, block_images, theta, pop_constants, pop_r
     delivered in NEST's order (channel-major index) wherever the order can change a
     sum: into a conv layer (sorted there). Into a pool layer or within the WTA every
     weight is the same, and position-major order is channel-major order per channel.
+
+    Refractory neurons are integrated with the others and put back to ``v_reset``
+    before the threshold (NEST leaves their membrane alone, at ``v_reset``). A ring
+    slot is read only by the layers that got input in it.
     """
     n_layers = pop_refractory_steps.size
     n_neurons = theta.size
     n_slots = int(delays.max()) + 1
     width = 2 * n_neurons
+    max_refractory = int(pop_refractory_steps.max()) if n_layers > 0 else 0
+    n_history = max_refractory + 1
     layer_spikes_start = np.empty(n_layers + 1, np.int64)
     v = np.zeros(n_neurons)
     i_ex = np.zeros(n_neurons)
     i_in = np.zeros(n_neurons)
-    refractory = np.zeros(n_neurons, np.int32)
     ring = np.zeros(n_slots * width)
-    spiking = np.zeros(n_neurons, np.int64)
+    # (slot, layer, receptor): something was delivered there
+    ring_used = np.zeros((n_slots, n_layers, 2), np.bool_)
+    # the spikes of the last n_history steps, by layer: (step % n_history, ...)
+    history = np.zeros((n_history, n_neurons), np.int32)
+    history_start = np.zeros((n_history, n_layers + 1), np.int64)
     keys = np.zeros(n_neurons, np.int64)
+    reset_fires = np.zeros(n_layers, np.int64)
+    for lay in range(n_layers):
+        last = geometry[lay + 1, 0] if lay + 1 < n_layers else n_neurons
+        if last > geometry[lay, 0] and pop_constants[lay, 6] >= theta[geometry[lay, 0]:last].min():
+            reset_fires[lay] = 1
     n_images = block_images[b + 1] - block_images[b]
     image_offset = block_images[b]
     cursor = src_ptr[b]
     src_stop = src_ptr[b + 1]
     for s in range(n_steps_per_block[b]):
         slot = s % n_slots
-        ring_slot = ring[slot * width:(slot + 1) * width]
+        ring_base = slot * width
+        spiking = history[s % n_history]
         n_spiking = 0
         for lay in range(n_layers):
             layer_spikes_start[lay] = n_spiking
@@ -283,23 +411,43 @@ def _count_block(b, n_steps_per_block, block_images, theta, pop_constants, pop_r
             last = geometry[lay + 1, 0] if lay + 1 < n_layers else n_neurons
             out_hw = geometry[lay, 5] * geometry[lay, 6]
             out_c = geometry[lay, 7]
-            _dense_update(v[first:last], i_ex[first:last], i_in[first:last],
-                          refractory[first:last], ring_slot[first:last],
-                          ring_slot[n_neurons + first:n_neurons + last],
-                          pop_constants[lay, 0], pop_constants[lay, 1], pop_constants[lay, 2],
-                          pop_constants[lay, 3], pop_constants[lay, 4], pop_constants[lay, 5])
-            for n in range(first, last):
-                if v[n] >= theta[n]:
-                    refractory[n] = pop_refractory_steps[lay]
-                    v[n] = pop_constants[lay, 6]
-                    spiking[n_spiking] = n
-                    n_spiking += 1
-                    if lay == n_layers - 1:
-                        image = image_of_step[s]
-                        if image >= 0 and image < n_images:
-                            position = (n - first) // out_c
-                            c = n - first - position * out_c
-                            counts[image_offset + image, c * out_hw + position] += 1
+            inhibition = lateral_w[lay] != 0.0
+            p22 = pop_constants[lay, 0]
+            p21ex = pop_constants[lay, 1]
+            p21in = pop_constants[lay, 2]
+            p11ex = pop_constants[lay, 3]
+            p11in = pop_constants[lay, 4]
+            drive = pop_constants[lay, 5]
+            v_reset = pop_constants[lay, 6]
+            has_input = ring_used[slot, lay, 0] or ring_used[slot, lay, 1]
+            ring_used[slot, lay, 0] = False
+            ring_used[slot, lay, 1] = False
+            hit = _integrate(v[first:last], i_ex[first:last], i_in[first:last],
+                             ring[ring_base + first:ring_base + last],
+                             ring[ring_base + n_neurons + first:ring_base + n_neurons + last],
+                             inhibition, has_input, p22, p21ex, p21in, p11ex, p11in, drive,
+                             theta[first:last])
+            # the refractory (spiked k = 1..R steps ago) keep v_reset
+            refractory_steps = pop_refractory_steps[lay]
+            for k in range(1, min(refractory_steps, s) + 1):
+                h = (s - k) % n_history
+                for e in range(history_start[h, lay], history_start[h, lay + 1]):
+                    v[history[h, e]] = v_reset
+                    hit += reset_fires[lay]  # (v_reset >= theta: they fire again)
+            if hit > 0:
+                v_layer = v[first:last]
+                theta_layer = theta[first:last]
+                for j in range(last - first):
+                    if v_layer[j] >= theta_layer[j]:
+                        v_layer[j] = v_reset
+                        spiking[n_spiking] = first + j
+                        n_spiking += 1
+                        if lay == n_layers - 1:
+                            image = image_of_step[s]
+                            if image >= 0 and image < n_images:
+                                position = j // out_c
+                                c = j - position * out_c
+                                counts[image_offset + image, c * out_hw + position] += 1
             start = layer_spikes_start[lay]
             if lay + 1 < n_layers and geometry[lay + 1, 1] == CONV and n_spiking - start > 1:
                 for e in range(start, n_spiking):  # into a conv layer: NEST's order
@@ -308,6 +456,7 @@ def _count_block(b, n_steps_per_block, block_images, theta, pop_constants, pop_r
                 order = np.argsort(keys[start:n_spiking])
                 spiking[start:n_spiking] = spiking[start:n_spiking][order]
         layer_spikes_start[n_layers] = n_spiking
+        history_start[s % n_history, :] = layer_spikes_start
         # deliver: sources into layer 0, then each layer into itself and the next
         while cursor < src_stop and src_step[cursor] < s:
             cursor += 1
@@ -317,41 +466,38 @@ def _count_block(b, n_steps_per_block, block_images, theta, pop_constants, pop_r
             if d >= n_slots:
                 d -= n_slots
             row = ring[d * width + g[0]:d * width + g[0] + g[5] * g[6] * g[7]]
-            in_h, in_w, in_c = g[2], g[3], g[4]
+            out_c = g[7]
+            ptr0 = ff_ptr_start[lay]
             if lay == 0:
-                in_hw = in_h * in_w
+                if cursor < src_stop and src_step[cursor] == s:
+                    ring_used[d, lay, 0] = True
                 while cursor < src_stop and src_step[cursor] == s:
-                    i = src_neuron[cursor]  # channel-major
-                    c = i // in_hw
-                    y = (i - c * in_hw) // in_w
-                    x = i - c * in_hw - y * in_w
-                    _scatter_feedforward(g[1], y, x, c, g[5], g[6], g[7], g[8], g[9], g[10],
-                                         g[11], in_c, kernels, g[12], pool_w[lay], row)
+                    _deliver(ff_ptr, ptr0 + src_neuron[cursor], ff_target, ff_kernel,
+                             g[1] == CONV, out_c, kernels, pool_w[lay], row)
                     cursor += 1
             else:
                 previous_first = geometry[lay - 1, 0]
+                if layer_spikes_start[lay] > layer_spikes_start[lay - 1]:
+                    ring_used[d, lay, 0] = True
                 for e in range(layer_spikes_start[lay - 1], layer_spikes_start[lay]):
-                    i = spiking[e] - previous_first  # position-major
-                    position = i // in_c
-                    c = i - position * in_c
-                    y = position // in_w
-                    x = position - y * in_w
-                    _scatter_feedforward(g[1], y, x, c, g[5], g[6], g[7], g[8], g[9], g[10],
-                                         g[11], in_c, kernels, g[12], pool_w[lay], row)
+                    _deliver(ff_ptr, ptr0 + spiking[e] - previous_first, ff_target, ff_kernel,
+                             g[1] == CONV, out_c, kernels, pool_w[lay], row)
             w_lat = lateral_w[lay]
             if w_lat != 0.0:
                 d = slot + delays[lay, 1]
                 if d >= n_slots:
                     d -= n_slots
-                out_c = g[7]
+                if layer_spikes_start[lay + 1] > layer_spikes_start[lay]:
+                    ring_used[d, lay, 1] = True
                 for e in range(layer_spikes_start[lay], layer_spikes_start[lay + 1]):
                     j = spiking[e] - g[0]
                     position = j // out_c
                     c = j - position * out_c
                     base = d * width + n_neurons + g[0] + position * out_c
+                    inhibited = ring[base:base + out_c]
                     for c2 in range(out_c):
                         if c2 != c:
-                            ring[base + c2] += w_lat
+                            inhibited[c2] += w_lat
 
 
 @nb.njit(cache=True, parallel=True)
@@ -369,7 +515,9 @@ def count_layers(n_steps_per_block, block_images, theta, pop_constants, pop_refr
     stride, pad, kernel offset``. ``pop_constants[l]`` = ``p22, p21ex, p21in, p11ex,
     p11in, drive, v_reset``. ``delays[l]`` = ``(feed-forward, lateral)`` steps. The
     last layer is counted. Weights in pA; ``lateral_w[l]`` < 0 or 0 (none)."""
+    ff_ptr_start, ff_ptr, ff_target, ff_kernel = feedforward_targets(geometry)
     for b in prange(block_images.size - 1):
         _count_block(b, n_steps_per_block, block_images, theta, pop_constants,
                      pop_refractory_steps, geometry, kernels, pool_w, lateral_w, delays,
-                     src_ptr, src_step, src_neuron, image_of_step, counts)
+                     src_ptr, src_step, src_neuron, image_of_step, counts,
+                     ff_ptr_start, ff_ptr, ff_target, ff_kernel)
