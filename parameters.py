@@ -100,6 +100,7 @@ PER_DATASET = {
     # useful: see experiments/README.md)
     "mnist": {
         "train_patches": 3000,
+        "train_patches_by_layer": [3000, 9000],
         "architecture": [
             {"kind": "conv", "n_kernels": 30, "kernel_shape": [5, 5]},
             {"kind": "pool", "pool_shape": [2, 2]},
