@@ -59,8 +59,8 @@ DEFAULTS = {
         "weight_dependence": "additive",  # hard bounds: selective kernels
     },
     "train_patches": 2000,        # windows presented per conv layer
-    "train_patches_by_layer": [], # per conv layer (last entry for deeper ones); [] or
-                                  # missing entries: train_patches
+    "train_patches_factor_by_layer": [],  # conv layer N learns on train_patches × entry N
+                                  # (the last entry for deeper layers; []: × 1)
     "train_chunk_patches": 100,   # patches between weight normalisation / homeostasis steps
     "patch_min_spikes": 4,        # windows with fewer input spikes are not presented
     "patch_inhibition_na": 10.0,  # WTA among the kernels of the patch network
@@ -100,7 +100,7 @@ PER_DATASET = {
     # useful: see experiments/README.md)
     "mnist": {
         "train_patches": 3000,
-        "train_patches_by_layer": [3000, 9000],
+        "train_patches_factor_by_layer": [1, 3],  # layer 2 and deeper: 3× the patches
         "architecture": [
             {"kind": "conv", "n_kernels": 30, "kernel_shape": [5, 5]},
             {"kind": "pool", "pool_shape": [2, 2]},

@@ -6,7 +6,7 @@ MNIST *training* file; the test set only with ``--test N`` (final configs).
 
 Stage by stage (a conv layer and the pool layers after it), with the product's
 functions: patches from the stage input of the first ``--train`` images
-(``sample_patches``, ``train_patches_by_layer``), STDP (``train_conv_layer``), the
+(``sample_patches``, ``train_patches_factor_by_layer``), STDP (``train_conv_layer``), the
 layer's weight calibration (``pipeline.calibrate_layer_weight``), then one
 simulation of the stage (``pipeline.simulate``) on all ``--train + --validation``
 images, whose output is the next stage's input. Stages are cached in ``<out>/cache``
@@ -37,7 +37,7 @@ from spinnconv.cli import _quiet_libraries
 from spinnconv.config import read_params_file, resolve_parameters
 from spinnconv.encoding import encode
 from spinnconv.model import Classifier
-from spinnconv.pipeline import Run, calibrate_layer_weight, per_layer, simulate, stage_model
+from spinnconv.pipeline import Run, calibrate_layer_weight, simulate, stage_model, train_patches_of
 from spinnconv.readout import SpikeCountSVM, features_from_counts
 from spinnconv.spikes import LayerSpikes
 from spinnconv.training import firing_fraction, sample_patches, train_conv_layer
@@ -48,6 +48,8 @@ RUN_ONLY = {"chunk_images", "block_images", "svm_c", "diagnostics_images"}
 def stage_key(params: dict, model, position: int, n_images: int, what: str) -> str:
     """Cache key of the stage ending at conv layer ``position``'s pools."""
     spec = {k: v for k, v in params.items() if k not in RUN_ONLY | {"architecture"}}
+    factors = spec.pop("train_patches_factor_by_layer", [])  # as absolute counts per layer
+    spec["train_patches_by_layer"] = [round(params["train_patches"] * f) for f in factors]
     end = position + len(stage_model(model, position).layers)
     prefix = [layer.describe() for layer in model.layers[:end]]
     text = json.dumps([spec, prefix, n_images, what], sort_keys=True, default=str)
@@ -115,8 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
             spikes = inputs["train+validation"]
             training = spikes.select(np.arange(args.train))
             rng = np.random.default_rng([params["seed"], number])
-            n_patches = per_layer(params["train_patches_by_layer"], number,
-                                  params["train_patches"])
+            n_patches = train_patches_of(params, number)
             patches = sample_patches(training, layer, int(n_patches), rng,
                                      int(params["patch_min_spikes"]))
             trained = train_conv_layer(run.make_backend(), patches, layer.n_kernels, params,

@@ -105,10 +105,10 @@ def validate(params: dict, defaults: dict) -> None:
                                   or not 0 < value < 1):
             raise UsageError("parameter 'target_firing_fraction' must be a list of fractions "
                              f"in (0, 1) or null (percentile rule), got {value!r}")
-    for value in params["train_patches_by_layer"]:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise UsageError("parameter 'train_patches_by_layer' must be a list of positive "
-                             f"integers, got {value!r}")
+    for value in params["train_patches_factor_by_layer"]:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise UsageError("parameter 'train_patches_factor_by_layer' must be a list of "
+                             f"positive numbers, got {value!r}")
     if params["calibration_images"] < 1:
         raise UsageError("parameter 'calibration_images' must be >= 1")
 

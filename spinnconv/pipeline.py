@@ -239,8 +239,7 @@ def train_layer(run: Run, number: int) -> dict:
             spikes = simulate(run, model, kernels, spikes, upto=position,
                               description=f"layers 1..{position} for layer {number}")
     rng = np.random.default_rng([run.params["seed"], number])
-    n_patches = per_layer(run.params["train_patches_by_layer"], number,
-                          run.params["train_patches"])
+    n_patches = train_patches_of(run.params, number)
     patches = sample_patches(spikes, layer, int(n_patches), rng,
                              int(run.params["patch_min_spikes"]))
     with run.phase(f"layer {number} STDP", patches.n_images, "patch"):
@@ -281,6 +280,10 @@ def train_layer(run: Run, number: int) -> dict:
             f"weight {weight_na:.2f} nA, "
             f"{seconds:.1f} s")
     run.log(format_diagnostics(number, diagnostics))
+    fraction = diagnostics["firing_fraction"]
+    if fraction is not None and not SILENT_BELOW <= fraction <= SATURATED_ABOVE:
+        run.log(f"warning: layer {number} is {'silent' if fraction < SILENT_BELOW else 'saturated'}"
+                f" (firing fraction {fraction:.4f}); set 'target_firing_fraction' for it")
     return {"layer": number, "convergence": history, "seconds": seconds,
             "diagnostics": diagnostics}
 
@@ -291,6 +294,13 @@ def per_layer(values: list, number: int, fallback=None):
     if not values:
         return fallback
     return values[min(number, len(values)) - 1]
+
+
+def train_patches_of(params: dict, number: int) -> int:
+    """Patches conv layer ``number`` learns on: ``train_patches`` times its entry of
+    ``train_patches_factor_by_layer``."""
+    factor = per_layer(params["train_patches_factor_by_layer"], number, 1)
+    return max(1, round(params["train_patches"] * factor))
 
 
 def calibrate_layer_weight(spikes: LayerSpikes, layer, kernels: np.ndarray, params: dict,
@@ -318,6 +328,8 @@ def calibrate_layer_weight(spikes: LayerSpikes, layer, kernels: np.ndarray, para
                        "calibration_images": sample.n_images}
 
 
+#: Firing fractions outside these bounds are reported as a silent / saturated layer.
+SILENT_BELOW, SATURATED_ABOVE = 0.001, 0.5
 #: Share of the diagnostic images held out to score a layer's quick readout.
 DIAGNOSTIC_VALIDATION_SHARE = 1.0 / 3.0
 

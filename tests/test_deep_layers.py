@@ -11,7 +11,7 @@ from spinnconv import plots
 from spinnconv.config import build_model, resolve_parameters
 from spinnconv.errors import UsageError
 from spinnconv.model import Classifier, ConvLayer, PoolLayer, SequentialModel
-from spinnconv.pipeline import per_layer, stage_model
+from spinnconv.pipeline import per_layer, stage_model, train_patches_of
 from spinnconv.readout import features_from_counts, readout_features
 from spinnconv.spikes import LayerSpikes
 from spinnconv.training import (
@@ -183,8 +183,12 @@ def test_per_layer_parameters(params):
     assert per_layer([None, 0.05], 1) is None
     assert per_layer([None, 0.05], 3) == 0.05
     assert params["target_firing_fraction"][1] == pytest.approx(0.05)
+    assert [train_patches_of(params, n) for n in (1, 2, 3)] == [3000, 9000, 9000]
+    assert train_patches_of({**params, "train_patches": 100}, 2) == 300
+    assert train_patches_of({**params, "train_patches_factor_by_layer": []}, 2) == 3000
     for bad in ({"target_firing_fraction": [1.5]}, {"target_firing_fraction": [True]},
-                {"train_patches_by_layer": [0]}, {"train_patches_by_layer": 3}):
+                {"train_patches_factor_by_layer": [0]},
+                {"train_patches_factor_by_layer": 3}):
         with pytest.raises(UsageError):
             resolve_parameters("mnist", bad)
     spec = resolve_parameters("mnist", {"architecture": [
