@@ -76,6 +76,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--validation", type=int, default=1000)
     parser.add_argument("--test", type=int, default=0,
                         help="also score the first N test images (final configs only)")
+    parser.add_argument("--test-only", action="store_true",
+                        help="with --test: only simulate the test images of the stages "
+                             "whose kernels can be had without the training images' "
+                             "stage outputs (stage 1, or cached ones), then stop")
     parser.add_argument("--backend", default="nest")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--svm-c", type=float, nargs="+", default=[0.003, 0.01, 0.03])
@@ -106,12 +110,30 @@ def main(argv: list[str] | None = None) -> dict:
         stage = stage_model(model, position)
         key = stage_key(params, model, position, n_seen, "stage")
         path = cache / f"{key}.npz"
+        kernels_path = cache / f"{key}.kernels.npz"
         if path.is_file():
             arrays = np.load(path, allow_pickle=False)
             kernels, weight_na = arrays["kernels"], float(arrays["weight_na"])
             diagnostics = json.loads(str(arrays["diagnostics"]))
             outputs = {"train+validation": load_spikes(arrays)}
             print(f"layer {number}: cached {path.name}", flush=True)
+        elif args.test_only:
+            if number > 1 and not kernels_path.is_file():
+                break
+            if kernels_path.is_file():
+                arrays = np.load(kernels_path, allow_pickle=False)
+                kernels, weight_na = arrays["kernels"], float(arrays["weight_na"])
+            else:
+                training = inputs["train+validation"].select(np.arange(args.train))
+                rng = np.random.default_rng([params["seed"], number])
+                patches = sample_patches(training, layer, train_patches_of(params, number),
+                                         rng, int(params["patch_min_spikes"]))
+                trained = train_conv_layer(run.make_backend(), patches, layer.n_kernels,
+                                           params, rng, quiet=True)
+                kernels = trained.kernels
+                weight_na, _ = calibrate_layer_weight(training, layer, kernels, params, number)
+                np.savez(kernels_path, kernels=kernels, weight_na=np.asarray(weight_na))
+            outputs, diagnostics = {}, {}
         else:
             t0 = time.perf_counter()
             spikes = inputs["train+validation"]
@@ -151,6 +173,9 @@ def main(argv: list[str] | None = None) -> dict:
                 outputs["test"] = simulate(run, stage, {0: kernels * weight_na}, inputs["test"],
                                            upto=None, description=f"stage {number} test")
                 save_spikes(test_path, outputs["test"])
+        if args.test_only:
+            print(f"layer {number}: test images simulated", flush=True)
+            continue
         for name in sets:
             inputs[name] = outputs[name]
             stage_counts[name].append(outputs[name].counts())
@@ -172,6 +197,8 @@ def main(argv: list[str] | None = None) -> dict:
         found["last stage per neuron"] = counts[-1].astype(np.float32)
         return found
 
+    if args.test_only:
+        return {}
     seen = readouts(stage_counts["train+validation"])
     tested = readouts(stage_counts["test"]) if args.test else {}
     labels = data.train_labels[:n_seen]
