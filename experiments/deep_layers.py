@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> dict:
                         help="with --test: only simulate the test images of the stages "
                              "whose kernels can be had without the training images' "
                              "stage outputs (stage 1, or cached ones), then stop")
+    parser.add_argument("--subset", type=int, nargs=2, metavar=("FIT", "SCORE"),
+                        help="stages not in the cache are trained and simulated on the "
+                             "first FIT training and first SCORE validation images only")
     parser.add_argument("--backend", default="nest")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--svm-c", type=float, nargs="+", default=[0.003, 0.01, 0.03])
@@ -105,10 +108,21 @@ def main(argv: list[str] | None = None) -> dict:
     inputs = {name: encode(images, params) for name, images in sets.items()}
     stage_counts = {name: [] for name in sets}
     layers = []
+    index, n_fit, tag = None, args.train, "stage"
+    train_inputs_ok = True  # inputs["train+validation"] is this stage's input
     for number, position in enumerate(model.conv_layer_positions, start=1):
         layer = model.layers[position]
         stage = stage_model(model, position)
-        key = stage_key(params, model, position, n_seen, "stage")
+        key = stage_key(params, model, position, n_seen, tag)
+        if (args.subset and index is None and not args.test_only
+                and not (cache / f"{key}.npz").is_file()):
+            fit, score = args.subset
+            index = np.r_[0:fit, args.train:args.train + score]
+            inputs["train+validation"] = inputs["train+validation"].select(index)
+            stage_counts["train+validation"] = [c[index] for c in
+                                                stage_counts["train+validation"]]
+            n_fit, tag = fit, f"stage-subset{fit}-{score}"
+            key = stage_key(params, model, position, n_seen, tag)
         path = cache / f"{key}.npz"
         kernels_path = cache / f"{key}.kernels.npz"
         if path.is_file():
@@ -118,7 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
             outputs = {"train+validation": load_spikes(arrays)}
             print(f"layer {number}: cached {path.name}", flush=True)
         elif args.test_only:
-            if number > 1 and not kernels_path.is_file():
+            if not train_inputs_ok and not kernels_path.is_file():
                 break
             if kernels_path.is_file():
                 arrays = np.load(kernels_path, allow_pickle=False)
@@ -137,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             t0 = time.perf_counter()
             spikes = inputs["train+validation"]
-            training = spikes.select(np.arange(args.train))
+            training = spikes.select(np.arange(n_fit))
             rng = np.random.default_rng([params["seed"], number])
             n_patches = train_patches_of(params, number)
             patches = sample_patches(training, layer, int(n_patches), rng,
@@ -166,7 +180,8 @@ def main(argv: list[str] | None = None) -> dict:
             save_spikes(path, recorded[-1], kernels=kernels, weight_na=np.asarray(weight_na),
                         diagnostics=np.asarray(json.dumps(diagnostics)))
         if args.test:
-            test_path = cache / f"{stage_key(params, model, position, n_seen, f'test{args.test}')}.npz"
+            what = f"test{args.test}" if tag == "stage" else f"{tag}-test{args.test}"
+            test_path = cache / f"{stage_key(params, model, position, n_seen, what)}.npz"
             if test_path.is_file():
                 outputs["test"] = load_spikes(np.load(test_path, allow_pickle=False))
             else:
@@ -175,6 +190,11 @@ def main(argv: list[str] | None = None) -> dict:
                 save_spikes(test_path, outputs["test"])
         if args.test_only:
             print(f"layer {number}: test images simulated", flush=True)
+            inputs["test"] = outputs["test"]
+            if "train+validation" in outputs:
+                inputs["train+validation"] = outputs["train+validation"]
+            else:
+                train_inputs_ok = False
             continue
         for name in sets:
             inputs[name] = outputs[name]
@@ -201,15 +221,14 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     seen = readouts(stage_counts["train+validation"])
     tested = readouts(stage_counts["test"]) if args.test else {}
-    labels = data.train_labels[:n_seen]
+    labels = data.train_labels[:n_seen] if index is None else data.train_labels[index]
     results = {}
     for name, features in seen.items():
         scores, test_scores = {}, {}
         for c in args.svm_c:
             svm = SpikeCountSVM(c=c, transform=params["svm_feature_transform"])
-            svm.fit(features[:args.train], labels[:args.train])
-            scores[str(c)] = float(np.mean(svm.predict(features[args.train:])
-                                           == labels[args.train:]))
+            svm.fit(features[:n_fit], labels[:n_fit])
+            scores[str(c)] = float(np.mean(svm.predict(features[n_fit:]) == labels[n_fit:]))
             if args.test:
                 test_scores[str(c)] = float(np.mean(svm.predict(tested[name])
                                                     == data.test_labels[:args.test]))
@@ -222,7 +241,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(line + f" (C {' / '.join(scores)})", flush=True)
     record = {"command": "python experiments/deep_layers.py "
               + " ".join(sys.argv[1:] if argv is None else argv),
-              "n_train": args.train, "n_validation": args.validation, "n_test": args.test,
+              "n_train": n_fit, "n_validation": len(labels) - n_fit, "n_test": args.test,
+              "subset": args.subset,
               "backend": args.backend, "overrides": overrides, "model": model.to_dict(),
               "layers": layers, "readouts": results,
               "seconds": round(time.perf_counter() - started, 1),
