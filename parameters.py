@@ -42,6 +42,11 @@ DEFAULTS = {
     "calibration_percentile": 90.0,         # conv weights are calibrated after training so
     "calibration_threshold_crossings": 2.0,  # that this percentile of drive crosses threshold
                                              # this many times (see training.calibrate_weight_na)
+    "target_firing_fraction": [None, 0.05],  # per conv layer (the last entry for deeper
+                                  # ones): weight calibrated so this fraction of the layer's
+                                  # neurons fires per image (NumPy IF_curr_exp model of the
+                                  # layer on its recorded input); None: the percentile rule
+    "calibration_images": 300,    # images of the layer's input the firing calibration uses
     "lateral_inhibition_na": 4.0, # WTA between maps at one position (0 disables)
     "pool_weight_na": 12.0,        # one spike in a pooling window makes the pool neuron fire
     "synapse_delay_ms": 1.0,
@@ -54,6 +59,8 @@ DEFAULTS = {
         "weight_dependence": "additive",  # hard bounds: selective kernels
     },
     "train_patches": 2000,        # windows presented per conv layer
+    "train_patches_factor_by_layer": [],  # conv layer N learns on train_patches × entry N
+                                  # (the last entry for deeper layers; []: × 1)
     "train_chunk_patches": 100,   # patches between weight normalisation / homeostasis steps
     "patch_min_spikes": 4,        # windows with fewer input spikes are not presented
     "patch_inhibition_na": 10.0,  # WTA among the kernels of the patch network
@@ -73,6 +80,9 @@ DEFAULTS = {
     # --- readout ------------------------------------------------------------
     "svm_c": 0.01,                # LinearSVC regularisation
     "svm_feature_transform": "sqrt",  # spike counts -> sqrt (variance-stabilising), log1p, none
+    "diagnostics_images": 1000,   # after training a layer: simulate it on this many training
+                                  # images, score a linear readout of its pooled counts on a
+                                  # held-out third (0 disables)
     # --- architecture: Conv/Pool layers after the encoder, then the classifier -------
     "architecture": [
         {"kind": "conv", "n_kernels": 16, "kernel_shape": [3, 3]},
@@ -106,6 +116,7 @@ PER_DATASET = {
     # useful: see experiments/README.md)
     "mnist": {
         "train_patches": 3000,
+        "train_patches_factor_by_layer": [1, 3],  # layer 2 and deeper: 3× the patches
         "architecture": [
             {"kind": "conv", "n_kernels": 30, "kernel_shape": [5, 5]},
             {"kind": "pool", "pool_shape": [2, 2]},

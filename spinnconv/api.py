@@ -241,8 +241,9 @@ class STDPConvNet(ClassifierMixin, BaseEstimator):
         self.kernels_ = {n: a["kernels"] for n, a in sorted(self._layers.items())}
         self.weights_na_ = {n: float(a["weight_na"]) for n, a in sorted(self._layers.items())}
         self.layer_diagnostics_ = {
-            n: {key: (a[key].tolist() if a[key].ndim else a[key].item())
-                for key in _DIAGNOSTICS if key in a}
+            n: {**{key: (a[key].tolist() if a[key].ndim else a[key].item())
+                   for key in _DIAGNOSTICS if key in a},
+                **pipeline.layer_diagnostics_of(a)}
             for n, a in sorted(self._layers.items())}
 
     def _require_layers(self, upto: int, what: str) -> None:
@@ -264,13 +265,16 @@ class STDPConvNet(ClassifierMixin, BaseEstimator):
         images = self._ensure_resolved(images)
         labels = _check_labels(labels, len(images))
         for number in range(1, self.model_.n_conv_layers + 1):
-            self.fit_layer(number, images)
+            self.fit_layer(number, images, labels)
         return self.fit_readout(images, labels)
 
-    def fit_layer(self, number: int, images: np.ndarray) -> STDPConvNet:
+    def fit_layer(self, number: int, images: np.ndarray, labels=None) -> STDPConvNet:
         """Learn conv layer ``number``'s kernels (1-based) with STDP on ``images`` (the
-        layers below must be fitted); later layers and the SVM become unfitted."""
+        layers below must be fitted); later layers and the SVM become unfitted.
+        ``labels`` (optional, never used by STDP) give the layer's diagnostics a quick
+        readout accuracy on held-out training images."""
         images = self._ensure_resolved(images)
+        labels = None if labels is None else _check_labels(labels, len(images))
         n_conv = self.model_.n_conv_layers
         if isinstance(number, bool) or not isinstance(number, (int, np.integer)) \
                 or not 1 <= number <= n_conv:
@@ -281,7 +285,7 @@ class STDPConvNet(ClassifierMixin, BaseEstimator):
                         bool(self.emulate_spinnaker), training=True)
         run = self._run()
         arrays = pipeline.fit_conv_layer(run, self.model_, int(number), images,
-                                         self._kernels(run, number - 1))
+                                         self._kernels(run, number - 1), labels=labels)
         self._set_layer(int(number), arrays)
         return self
 

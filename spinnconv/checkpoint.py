@@ -587,13 +587,14 @@ class ModelDir:
         drop = tuple(role for role in manifest.get("files", {}) if role not in keep)
         return self.commit(manifest, drop=drop, **extra)
 
-    def save_layer(self, manifest: dict, number: int, arrays: dict) -> dict:
-        """Commit conv layer ``number``; later layers and the SVM are dropped with it."""
+    def save_layer(self, manifest: dict, number: int, arrays: dict, **fields) -> dict:
+        """Commit conv layer ``number`` (and manifest ``fields``); later layers and the
+        SVM are dropped with it."""
         model = SequentialModel.from_dict(manifest["model"])
         check_layer_arrays(arrays, model, number, f"layer {number}", self.path)
         drop = tuple(role for role in manifest.get("files", {})
                      if role == "svm" or (role.startswith("layer") and int(role[5:]) >= number))
-        return self.commit(manifest, add={f"layer{number}": arrays}, drop=drop)
+        return self.commit(manifest, add={f"layer{number}": arrays}, drop=drop, **fields)
 
     def save_svm(self, manifest: dict, arrays: dict) -> dict:
         """Commit the SVM readout."""

@@ -103,6 +103,17 @@ def validate(params: dict, defaults: dict) -> None:
         raise UsageError("parameter 'timestep_ms' must not exceed 'presentation_ms'")
     if not 0 < params["calibration_percentile"] <= 100:
         raise UsageError("parameter 'calibration_percentile' must be in (0, 100]")
+    for value in params["target_firing_fraction"]:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not 0 < value < 1):
+            raise UsageError("parameter 'target_firing_fraction' must be a list of fractions "
+                             f"in (0, 1) or null (percentile rule), got {value!r}")
+    for value in params["train_patches_factor_by_layer"]:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise UsageError("parameter 'train_patches_factor_by_layer' must be a list of "
+                             f"positive numbers, got {value!r}")
+    if params["calibration_images"] < 1:
+        raise UsageError("parameter 'calibration_images' must be >= 1")
     check_parameters(params)
 
 

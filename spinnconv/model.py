@@ -121,15 +121,25 @@ class Classifier:
       ``s < w``); several pairs make a spatial pyramid;
     * neither: one feature per neuron.
 
+    ``layers = "all"``: the features of every stage are concatenated, a stage
+    being the output of a conv layer after the pool layers that follow it (see
+    :meth:`SequentialModel.readout_positions`); grid and windows are given for
+    the first stage's map and scaled to each stage's map size
+    (:meth:`scaled_to`). ``layers = "last"`` (or ``None``): the last spiking
+    layer only.
+
     The output shape is ``(grid, grid, C)``, ``(1, cells, C)`` for windows (cells
-    per map, all pairs together), or the input shape.
+    per map, all pairs together), or the input shape (of the last stage).
     """
 
     grid: int | None = None
     windows: tuple[tuple[int, int], ...] | None = None
+    layers: str | None = None
     kind: str = field(default="classifier", init=False)
 
     def __post_init__(self):
+        if self.layers not in (None, "last", "all"):
+            raise UsageError(f"classifier layers must be 'last' or 'all', got {self.layers!r}")
         if self.grid is not None:
             object.__setattr__(self, "grid", _positive_int(self.grid, "classifier grid"))
         if self.windows is not None:
@@ -144,10 +154,32 @@ class Classifier:
                 (_positive_int(w, "classifier window"), _positive_int(s, "classifier stride"))
                 for w, s in pairs))
 
-    def describe(self) -> str:
+    @property
+    def reads_all_layers(self) -> bool:
+        return self.layers == "all"
+
+    def scaled_to(self, reference_shape: Shape, shape: Shape) -> Classifier:
+        """This readout for a map of ``shape``: grid, windows and strides scaled by
+        ``shape``'s height over ``reference_shape``'s (rounded, at least 1, at most
+        the map's side)."""
+        ratio = shape[0] / reference_shape[0]
+        side = min(shape[0], shape[1])
+
+        def scale(value: int) -> int:
+            return int(min(side, max(1, round(value * ratio))))
+
         if self.windows is not None:
-            return "Classifier windows " + ", ".join(f"{w}/{s}" for w, s in self.windows)
-        return "Classifier (linear SVM)" + ("" if self.grid is None else f" grid {self.grid}")
+            return Classifier(windows=tuple((scale(w), max(1, round(s * ratio)))
+                                            for w, s in self.windows))
+        return Classifier(grid=None if self.grid is None else scale(self.grid))
+
+    def describe(self) -> str:
+        stages = " (all)" if self.reads_all_layers else ""
+        if self.windows is not None:
+            return ("Classifier windows " + ", ".join(f"{w}/{s}" for w, s in self.windows)
+                    + stages)
+        return ("Classifier (linear SVM)" + ("" if self.grid is None else f" grid {self.grid}")
+                + stages)
 
     def output_shape(self, input_shape: Shape) -> Shape:
         height, width, channels = input_shape
@@ -194,7 +226,14 @@ class SequentialModel:
         if isinstance(layer, Classifier) and not self.layers:
             raise UsageError("a Classifier needs at least one Conv or Pool layer before it")
         try:
-            shape = layer.output_shape(self._shapes[-1])
+            if isinstance(layer, Classifier) and layer.reads_all_layers:
+                self.layers.append(layer)
+                try:  # every stage's features, side by side
+                    shape = (1, self.n_readout_features(), 1)
+                finally:
+                    self.layers.pop()
+            else:
+                shape = layer.output_shape(self._shapes[-1])
         except UsageError as err:
             raise UsageError(f"layer {len(self.layers) + 1} ({err})") from None
         self.layers.append(layer)
@@ -223,6 +262,32 @@ class SequentialModel:
     def classifier(self) -> Classifier | None:
         last = self.layers[-1] if self.layers else None
         return last if isinstance(last, Classifier) else None
+
+    def readout_positions(self) -> list[int]:
+        """Positions of the spiking layers the classifier reads: the last one, or with
+        ``layers = "all"`` the end of every stage (a conv layer and the pool layers
+        after it)."""
+        spiking = [i for i, layer in enumerate(self.layers) if not isinstance(layer, Classifier)]
+        if not spiking:
+            return []
+        classifier = self.classifier
+        if classifier is None or not classifier.reads_all_layers:
+            return [spiking[-1]]
+        ends = [i - 1 for i in self.conv_layer_positions[1:]] + [spiking[-1]]
+        return sorted(set(ends))
+
+    def readout_shapes(self) -> list[Shape]:
+        """Output shapes of :meth:`readout_positions`."""
+        return [self.output_shape_of(i) for i in self.readout_positions()]
+
+    def n_readout_features(self) -> int:
+        """Features the classifier gets (all stages together)."""
+        shapes = self.readout_shapes()
+        classifier = self.classifier or Classifier()
+        if not classifier.reads_all_layers:
+            return int(math.prod(classifier.output_shape(shapes[-1])))
+        return sum(int(math.prod(classifier.scaled_to(shapes[0], shape).output_shape(shape)))
+                   for shape in shapes)
 
     @property
     def conv_layer_positions(self) -> list[int]:
@@ -287,6 +352,8 @@ class SequentialModel:
         for layer in self.layers:
             entry = asdict(layer)
             entry["kind"] = layer.kind
+            if isinstance(layer, Classifier) and layer.layers is None:
+                del entry["layers"]  # specs written before the option stay equal
             layers.append(entry)
         return {"input_shape": list(self.input_shape), "layers": layers}
 

@@ -24,11 +24,19 @@ from .checkpoint import ModelDir, file_hashes, write_json, write_text
 from .config import build_model, resolve_parameters
 from .encoding import encoded_shape, input_spikes
 from .errors import UsageError
-from .model import SequentialModel
+from .model import Classifier, PoolLayer, SequentialModel
 from .network import run_images
-from .readout import SpikeCountSVM, features_from_counts
+from .readout import SpikeCountSVM, features_from_counts, readout_features
 from .spikes import LayerSpikes
-from .training import calibrate_weight_na, random_kernels, sample_patches, train_conv_layer
+from .training import (
+    calibrate_weight_na,
+    calibrate_weight_to_firing,
+    conv_layer_counts,
+    firing_fraction,
+    random_kernels,
+    sample_patches,
+    train_conv_layer,
+)
 from .validation import check_training_labels
 
 
@@ -261,7 +269,8 @@ def _require_layers(manifest: dict, needed: int, what: str) -> None:
 
 
 def fit_conv_layer(run: Run, model: SequentialModel, number: int, images: np.ndarray,
-                   kernels: dict[int, np.ndarray]) -> dict[str, np.ndarray]:
+                   kernels: dict[int, np.ndarray],
+                   labels: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Learn conv layer ``number``'s kernels with STDP on ``images`` (in memory).
 
     ``kernels``: weights in nA of the conv layers below, keyed by position (see
@@ -288,8 +297,9 @@ def fit_conv_layer(run: Run, model: SequentialModel, number: int, images: np.nda
             spikes = simulate(run, model, kernels, spikes, upto=position,
                               description=f"layers 1..{position} for layer {number}")
     rng = np.random.default_rng([run.params["seed"], number])
+    n_patches = train_patches_of(run.params, number)
     try:
-        patches = sample_patches(spikes, layer, int(run.params["train_patches"]), rng,
+        patches = sample_patches(spikes, layer, int(n_patches), rng,
                                  int(run.params["patch_min_spikes"]))
     except ValueError as err:  # no window holds patch_min_spikes spikes
         raise UsageError(f"layer {number}: {err}") from None
@@ -300,22 +310,39 @@ def fit_conv_layer(run: Run, model: SequentialModel, number: int, images: np.nda
             trained = train_conv_layer(backend, patches, layer.n_kernels, run.params, rng,
                                        quiet=run.quiet, description=f"STDP layer {number}",
                                        **board)
-        weight_na = calibrate_weight_na(spikes.counts(), spikes.shape, layer, trained.kernels,
-                                        run.params)
+        weight_na, calibration = calibrate_layer_weight(spikes, layer, trained.kernels,
+                                                        run.params, number)
     seconds = time.perf_counter() - started
+    diagnostics = layer_diagnostics(run, model, number, spikes, trained.kernels * weight_na,
+                                    None if labels is None else labels[:spikes.n_images])
     history = trained.convergence or [float("nan")]  # nan: random kernels, no STDP
+    diagnostics.update(calibration, weight_na=float(weight_na),
+                       kernels_won=int((trained.wins > 0).sum()), n_kernels=layer.n_kernels,
+                       convergence_first=float(history[0]), convergence_last=float(history[-1]))
     how = f"{trained.n_patches} patches" if trained.n_patches else "random kernels (no STDP)"
     run.log(f"layer {number}: {how}, {layer.n_kernels} kernels, "
             f"convergence C {history[0]:.4f} -> {history[-1]:.4f}, "
             f"kernels that won: {int((trained.wins > 0).sum())}/{layer.n_kernels}, "
             f"weight {weight_na:.2f} nA, "
             f"{seconds:.1f} s")
+    run.log(format_diagnostics(number, diagnostics))
+    fraction = diagnostics["firing_fraction"]
+    if fraction is not None and not SILENT_BELOW <= fraction <= SATURATED_ABOVE:
+        run.log(f"warning: layer {number} is "
+                f"{'silent' if fraction < SILENT_BELOW else 'saturated'} (firing fraction "
+                f"{fraction:.4f}); set 'target_firing_fraction' for it")
     return {"kernels": trained.kernels, "weight_na": np.asarray(weight_na),
             "convergence": np.asarray(trained.convergence),
             "wins": trained.wins, "thresholds_mv": trained.thresholds_mv,
             "n_patches": np.asarray(trained.n_patches), "w_max_na": np.asarray(trained.w_max_na),
             "v_trace_t_ms": trained.v_trace_t_ms, "v_trace_mv": trained.v_trace_mv,
-            "seconds": np.asarray(seconds)}
+            "seconds": np.asarray(seconds),
+            "diagnostics_json": np.asarray(json.dumps(diagnostics))}
+
+
+def layer_diagnostics_of(arrays: dict[str, np.ndarray]) -> dict:
+    """The per-layer diagnostics (JSON) stored with a layer's arrays ({} if none)."""
+    return json.loads(str(arrays["diagnostics_json"])) if "diagnostics_json" in arrays else {}
 
 
 def train_layer(run: Run, number: int) -> dict:
@@ -330,13 +357,134 @@ def train_layer(run: Run, number: int) -> dict:
     manifest = run.model_dir.start(model, run.params, run.dataset, run.backend)
     _require_layers(manifest, number - 1, f"training layer {number}")
     arrays = fit_conv_layer(run, model, number, data.train_images,
-                            _kernels(run, model, range(1, number), manifest))
-    run.model_dir.save_layer(manifest, number, arrays)
+                            _kernels(run, model, range(1, number), manifest),
+                            labels=data.train_labels)
+    diagnostics = layer_diagnostics_of(arrays)
+    kept = {key: value for key, value in manifest.get("diagnostics", {}).items()
+            if int(key) < number}
+    run.model_dir.save_layer(manifest, number, arrays,
+                             diagnostics={**kept, str(number): diagnostics})
     if run.plots:
         figures.training_figures(run.model_dir.path, model, number, run.params)
     history = [float(c) for c in arrays["convergence"]] or [float("nan")]
-    seconds = float(arrays["seconds"])
-    return {"layer": number, "convergence": history, "seconds": seconds}
+    return {"layer": number, "convergence": history, "seconds": float(arrays["seconds"]),
+            "diagnostics": diagnostics}
+
+
+def per_layer(values: list, number: int, fallback=None):
+    """Value for conv layer ``number`` of a per-layer list parameter: its entry
+    ``number - 1``, the last entry for deeper layers, ``fallback`` when empty."""
+    if not values:
+        return fallback
+    return values[min(number, len(values)) - 1]
+
+
+def train_patches_of(params: dict, number: int) -> int:
+    """Patches conv layer ``number`` learns on: ``train_patches`` times its entry of
+    ``train_patches_factor_by_layer``."""
+    factor = per_layer(params["train_patches_factor_by_layer"], number, 1)
+    return max(1, round(params["train_patches"] * factor))
+
+
+def calibrate_layer_weight(spikes: LayerSpikes, layer, kernels: np.ndarray, params: dict,
+                           number: int) -> tuple[float, dict]:
+    """The weight (nA) of conv layer ``number`` and what chose it (JSON-safe).
+
+    ``target_firing_fraction`` for this layer ``None``: the drive-percentile rule
+    (:func:`~spinnconv.training.calibrate_weight_na`); a fraction: the weight at
+    which that fraction of the layer's neurons fires per image, in the NumPy
+    ``IF_curr_exp`` model on the first ``calibration_images`` images of the
+    layer's input (:func:`~spinnconv.training.calibrate_weight_to_firing`).
+    """
+    weight_na = calibrate_weight_na(spikes.counts(), spikes.shape, layer, kernels, params)
+    target = per_layer(params["target_firing_fraction"], number)
+    sample = spikes.select(np.arange(min(spikes.n_images, int(params["calibration_images"]))))
+    if target is None:
+        predicted = firing_fraction(conv_layer_counts(sample, layer, kernels, weight_na, params))
+        rule = "percentile"
+    else:
+        weight_na, predicted = calibrate_weight_to_firing(sample, layer, kernels, params,
+                                                          float(target), weight_na)
+        rule = "firing_fraction"
+    return weight_na, {"calibration_rule": rule, "target_firing_fraction": target,
+                       "predicted_firing_fraction": predicted,
+                       "calibration_images": sample.n_images}
+
+
+#: Firing fractions outside these bounds are reported as a silent / saturated layer.
+SILENT_BELOW, SATURATED_ABOVE = 0.001, 0.5
+#: Share of the diagnostic images held out to score a layer's quick readout.
+DIAGNOSTIC_VALIDATION_SHARE = 1.0 / 3.0
+
+
+def stage_model(model: SequentialModel, position: int) -> SequentialModel:
+    """Conv layer at ``position`` and the pool layers after it, on its input shape."""
+    stage = SequentialModel(model.input_shape_of(position))
+    stage.add(model.layers[position])
+    for layer in model.layers[position + 1:]:
+        if not isinstance(layer, PoolLayer):
+            break
+        stage.add(layer)
+    return stage
+
+
+def layer_diagnostics(run: Run, model: SequentialModel, number: int, spikes: LayerSpikes,
+                      kernels_na: np.ndarray, labels: np.ndarray | None) -> dict:
+    """What conv layer ``number`` does on the first ``diagnostics_images`` of its input
+    ``spikes`` (simulated with the run's backend): firing fraction of its neurons,
+    maps that fire, spikes per image at the end of its stage, and the validation
+    accuracy of a linear readout of that stage's pooled counts (fitted on the
+    first two thirds of the images, scored on the rest: training images only)."""
+    n_images = min(spikes.n_images, int(run.params["diagnostics_images"]))
+    if n_images < 30:
+        return {"diagnostic_images": n_images, "firing_fraction": None,
+                "active_maps": None, "stage_spikes_per_image": None,
+                "readout_accuracy": None}
+    started = time.perf_counter()
+    position = model.conv_layer_positions[number - 1]
+    stage = stage_model(model, position)
+    recorded = simulate(run, stage, {0: kernels_na}, spikes.select(np.arange(n_images)),
+                        upto=None, description=f"layer {number} diagnostics", record_all=True)
+    conv_counts = recorded[0].counts()
+    stage_counts = recorded[-1].counts()
+    shape = stage.output_shape
+    classifier = model.classifier or Classifier()
+    features = features_from_counts(stage_counts, shape,
+                                    classifier.scaled_to(model.readout_shapes()[0], shape))
+    n_fit = n_images - round(n_images * DIAGNOSTIC_VALIDATION_SHARE)
+    accuracy = None  # no labels (fit_layer without them) or one class: no quick readout
+    if labels is not None and len(np.unique(labels[:n_fit])) > 1:
+        svm = SpikeCountSVM(c=run.params["svm_c"],
+                            transform=run.params["svm_feature_transform"])
+        svm.fit(features[:n_fit], labels[:n_fit])
+        accuracy = float(accuracy_score(labels[n_fit:n_images], svm.predict(features[n_fit:])))
+    conv_shape = recorded[0].shape
+    per_map = conv_counts.reshape(n_images, conv_shape[2], -1).sum(axis=(0, 2))
+    return {"diagnostic_images": n_images, "firing_fraction": firing_fraction(conv_counts),
+            "active_maps": int((per_map > 0).sum()),
+            "stage_spikes_per_image": float(stage_counts.sum(axis=1).mean()),
+            "readout_accuracy": accuracy, "readout_features": int(features.shape[1]),
+            "diagnostic_seconds": round(time.perf_counter() - started, 1)}
+
+
+def format_diagnostics(number: int, diagnostics: dict) -> str:
+    """One line of a layer's diagnostics."""
+    def show(key: str, fmt: str) -> str:
+        value = diagnostics.get(key)
+        return "n/a" if value is None else format(value, fmt)
+
+    target = diagnostics.get("target_firing_fraction")
+    return (f"layer {number} diagnostics: firing fraction {show('firing_fraction', '.4f')} "
+            f"(calibration {diagnostics['calibration_rule']}"
+            + (f", target {target:.4f}" if target is not None else "")
+            + f", predicted {show('predicted_firing_fraction', '.4f')}), "
+            f"maps firing {show('active_maps', 'd')}/{diagnostics['n_kernels']}, "
+            f"kernels won in training {diagnostics['kernels_won']}/{diagnostics['n_kernels']}, "
+            f"C {diagnostics['convergence_first']:.4f} -> {diagnostics['convergence_last']:.4f}, "
+            f"{show('stage_spikes_per_image', '.1f')} stage spikes/image, readout validation "
+            f"accuracy {show('readout_accuracy', '.4f')} "
+            f"({diagnostics['diagnostic_images']} training images, "
+            f"{DIAGNOSTIC_VALIDATION_SHARE:.0%} held out)")
 
 
 def extract_features(run: Run, model: SequentialModel, images: np.ndarray,
@@ -351,24 +499,34 @@ def extract_features(run: Run, model: SequentialModel, images: np.ndarray,
 def features_of(run: Run, model: SequentialModel, kernels: dict[int, np.ndarray],
                 images: np.ndarray, description: str) -> tuple[np.ndarray, np.ndarray]:
     """:func:`extract_features` with the kernels (nA, by position) given in memory."""
-    counts = count_spikes(run, model, kernels, images, description)
-    spikes_per_image = counts.sum(axis=1, dtype=np.int64)
-    return features_from_counts(counts, model.output_shape, model.classifier), spikes_per_image
+    reads_all = model.classifier is not None and model.classifier.reads_all_layers
+    counts = count_spikes(run, model, kernels, images, description,
+                          positions=model.readout_positions() if reads_all else None)
+    last = int(np.prod(model.output_shape))
+    spikes_per_image = counts[:, -last:].sum(axis=1, dtype=np.int64)
+    return readout_features(counts, model), spikes_per_image
 
 
 def _count_block(backend_name: str, machine: dict, model_dir: Path, model_spec: dict,
-                 kernels: dict, params: dict, images: np.ndarray) -> tuple[np.ndarray, float]:
-    """Spike counts ``(len(images), n_out)`` of the last layer for one block of images,
-    simulated by a fresh network; also returns this process's peak memory in MB."""
+                 kernels: dict, params: dict, images: np.ndarray,
+                 positions: list[int] | None = None) -> tuple[np.ndarray, float]:
+    """Spike counts ``(len(images), n_out)`` of the last layer (or of the spiking layers
+    at ``positions``, side by side) for one block of images, simulated by a fresh
+    network; also returns this process's peak memory in MB."""
+    record_all = positions is not None
     spikes, peak_mb = _simulate_shard(backend_name, machine, model_dir, model_spec, kernels,
                                       params, input_spikes(images, params), upto=None,
-                                      description="", quiet=True)
-    return spikes.counts(dtype=np.uint16), peak_mb
+                                      description="", quiet=True, record_all=record_all)
+    if not record_all:
+        return spikes.counts(dtype=np.uint16), peak_mb
+    return np.concatenate([spikes[p].counts(dtype=np.uint16) for p in positions],
+                          axis=1), peak_mb
 
 
 def count_spikes(run: Run, model: SequentialModel, kernels: dict, images: np.ndarray,
-                 description: str) -> np.ndarray:
-    """Output spike counts ``(n_images, n_out)`` (uint16) of the whole network.
+                 description: str, positions: list[int] | None = None) -> np.ndarray:
+    """Output spike counts ``(n_images, n_out)`` (uint16) of the whole network; with
+    ``positions``, the counts of those spiking layers side by side.
 
     The images are simulated in blocks of ``block_images``, each by a freshly built
     network, so memory stays bounded (only counts are kept, never spike times) and
@@ -378,14 +536,19 @@ def count_spikes(run: Run, model: SequentialModel, kernels: dict, images: np.nda
     """
     block = int(run.params["block_images"])
     if run.backend == "batched":
-        return _count_batched(run, model, kernels, images, description)
+        if positions is None:
+            return _count_batched(run, model, kernels, images, description)
+        return np.concatenate([_count_batched(run, model, kernels, images, description,
+                                              upto=p + 1) for p in positions], axis=1)
     starts = list(range(0, len(images), block))
     args = (run.backend, run.machine, run.model_dir.path, model.to_dict(), kernels, run.params)
     workers = parallel.workers_for(len(starts), run.jobs, run.dask_scheduler)
-    results = parallel.map_calls(_count_block, [(*args, images[start:start + block])
+    results = parallel.map_calls(_count_block, [(*args, images[start:start + block], positions)
                                                 for start in starts],
                                  run.jobs, run.dask_scheduler)
-    counts = np.zeros((len(images), int(np.prod(model.output_shape))), dtype=np.uint16)
+    width = (int(np.prod(model.output_shape)) if positions is None else
+             sum(int(np.prod(model.output_shape_of(p))) for p in positions))
+    counts = np.zeros((len(images), width), dtype=np.uint16)
     with tqdm(total=len(images), desc=description, unit="img", disable=run.quiet) as bar:
         for start, (block_counts, peak_mb) in zip(starts, results, strict=True):
             counts[start:start + len(block_counts)] = block_counts
@@ -396,7 +559,7 @@ def count_spikes(run: Run, model: SequentialModel, kernels: dict, images: np.nda
 
 
 def _count_batched(run: Run, model: SequentialModel, kernels: dict, images: np.ndarray,
-                   description: str) -> np.ndarray:
+                   description: str, upto: int | None = None) -> np.ndarray:
     """:func:`count_spikes` on the batched engine: the same blocks of ``block_images``
     (each from rest, as a freshly built network), simulated in parallel on the
     engine's threads; images are encoded a few blocks at a time."""
@@ -404,19 +567,22 @@ def _count_batched(run: Run, model: SequentialModel, kernels: dict, images: np.n
 
     block = int(run.params["block_images"])
     group = block * max(1, engine_threads())
-    counts = np.zeros((len(images), int(np.prod(model.output_shape))), dtype=np.uint16)
+    shape = model.output_shape if upto is None else model.output_shape_of(upto - 1)
+    counts = np.zeros((len(images), int(np.prod(shape))), dtype=np.uint16)
     with tqdm(total=len(images), desc=description, unit="img", disable=run.quiet) as bar:
         for start in range(0, len(images), group):
             part = images[start:start + group]
             counts[start:start + len(part)] = simulate_counts(
-                model, kernels, run.params, input_spikes(part, run.params), block_images=block)
+                model, kernels, run.params, input_spikes(part, run.params), upto=upto,
+                block_images=block)
             bar.update(len(part))
     return counts
 
 
 def _simulate_shard(backend_name: str, machine: dict, model_dir: Path, model_spec: dict,
                     kernels: dict, params: dict, spikes: LayerSpikes, upto: int | None,
-                    description: str, quiet: bool) -> tuple[LayerSpikes, float]:
+                    description: str, quiet: bool,
+                    record_all: bool = False) -> tuple[LayerSpikes | list[LayerSpikes], float]:
     """One worker's share of :func:`simulate` or one block of :func:`count_spikes`
     (runs in its own process); also returns the process's peak memory in MB."""
     from .logs import quiet_libraries
@@ -426,12 +592,13 @@ def _simulate_shard(backend_name: str, machine: dict, model_dir: Path, model_spe
               backend=backend_name, machine=machine, quiet=quiet)
     model = SequentialModel.from_dict(model_spec)
     result = run_images(run.make_backend(), model, kernels, params, spikes, upto=upto,
-                        description=description, quiet=quiet)
+                        description=description, quiet=quiet, record_all=record_all)
     return result, peak_memory_mb()
 
 
 def simulate(run: Run, model: SequentialModel, kernels: dict, spikes: LayerSpikes,
-             upto: int | None, description: str) -> LayerSpikes:
+             upto: int | None, description: str,
+             record_all: bool = False) -> LayerSpikes | list[LayerSpikes]:
     """:func:`~spinnconv.network.run_images`, split over ``run.jobs`` processes.
 
     Each worker builds its own network and simulates a contiguous shard of the
@@ -443,14 +610,17 @@ def simulate(run: Run, model: SequentialModel, kernels: dict, spikes: LayerSpike
     jobs = min(parallel.n_workers(run.jobs, run.dask_scheduler), spikes.n_images)
     if jobs <= 1 and not run.dask_scheduler:
         return run_images(run.make_backend(), model, kernels, run.params, spikes, upto=upto,
-                          description=description, quiet=run.quiet)
+                          description=description, quiet=run.quiet, record_all=record_all)
     bounds = np.linspace(0, spikes.n_images, jobs + 1).astype(int)
     shards = [spikes.select(np.arange(bounds[k], bounds[k + 1])) for k in range(jobs)]
     results = list(parallel.map_calls(_simulate_shard, [
         (run.backend, run.machine, run.model_dir.path, model.to_dict(), kernels, run.params,
-         shard, upto, f"{description} [{k + 1}/{jobs}]", run.quiet or k > 0)
+         shard, upto, f"{description} [{k + 1}/{jobs}]", run.quiet or k > 0, record_all)
         for k, shard in enumerate(shards)], run.jobs, run.dask_scheduler))
     run.note_workers([peak for _, peak in results], jobs)
+    if record_all:
+        return [LayerSpikes.concatenate([layers[k] for layers, _ in results])
+                for k in range(len(results[0][0]))]
     return LayerSpikes.concatenate([spikes for spikes, _ in results])
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "plot_convergence",
     "plot_input_raster",
     "plot_kernels",
+    "plot_layer_diagnostics",
     "plot_membrane_traces",
 ]
 
@@ -460,6 +461,50 @@ def plot_convergence(curves: Mapping[str, np.ndarray], path: str | Path,
                  f"one point per {chunk_patches} patches", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_layer_diagnostics(layers: Mapping[str, Mapping[str, float | None]],
+                           path: str | Path) -> Path:
+    """Per conv layer: validation accuracy of the quick readout of its pooled counts
+    (left) and the fraction of its neurons that fire per image, with the calibration
+    target where there is one (right).
+
+    ``layers`` maps a label (``"layer 1"``) to its diagnostics (keys
+    ``readout_accuracy``, ``firing_fraction``, ``target_firing_fraction``; ``None``
+    where not measured).
+    """
+    if not layers:
+        raise ValueError("layers is empty: nothing to plot")
+    labels = list(layers)
+
+    def values(key: str) -> np.ndarray:
+        return np.array([np.nan if layers[k].get(key) is None else float(layers[k][key])
+                         for k in labels])
+
+    accuracy, fraction = values("readout_accuracy"), values("firing_fraction")
+    target = values("target_firing_fraction")
+    fig = _figure(8.0, 3.6)
+    left, right = fig.subplots(1, 2)
+    x = np.arange(len(labels))
+    left.bar(x, np.nan_to_num(accuracy), color="tab:green")
+    for i, value in enumerate(accuracy):
+        left.text(i, 0.02, "n/a" if np.isnan(value) else f"{value:.3f}", ha="center",
+                  fontsize=8, color="white" if not np.isnan(value) else "black")
+    left.set_ylim(0.0, 1.0)
+    left.set_ylabel("validation accuracy (held-out training images)")
+    left.set_title("information per layer: linear readout of its pooled counts", fontsize=9)
+    right.bar(x, np.nan_to_num(fraction), color="tab:blue", label="simulated")
+    if np.any(~np.isnan(target)):
+        right.scatter(x, target, color="tab:red", marker="_", s=400, zorder=3,
+                      label="calibration target")
+    right.set_ylabel("fraction of neurons firing per image")
+    right.set_title("firing fraction (0: silent, 1: saturated)", fontsize=9)
+    right.legend(fontsize=8)
+    for ax in (left, right):
+        ax.set_xticks(x, labels)
+        ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     return _save(fig, path)
 

@@ -14,7 +14,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.svm import LinearSVC
 
-from .model import Classifier
+from .model import Classifier, SequentialModel
 
 
 def features_from_counts(counts: np.ndarray, shape: tuple[int, int, int],
@@ -34,6 +34,30 @@ def features_from_counts(counts: np.ndarray, shape: tuple[int, int, int],
         maps = counts[start:start + block_images].reshape(-1, channels, height, width)
         features[start:start + len(maps)] = _cell_sums(maps, classifier).reshape(len(maps), -1)
     return features
+
+
+def readout_features(counts: np.ndarray, model: SequentialModel) -> np.ndarray:
+    """Features of ``model``'s classifier from the counts of its readout layers.
+
+    ``counts`` ``(n_images, sum of neurons)``: the spike counts of
+    ``model.readout_positions()`` side by side, in that order. With
+    ``layers = "all"`` each stage gets the classifier scaled to its map
+    (:meth:`~spinnconv.model.Classifier.scaled_to`) and the features are
+    concatenated stage by stage.
+    """
+    shapes = model.readout_shapes()
+    classifier = model.classifier or Classifier()
+    sizes = [int(np.prod(shape)) for shape in shapes]
+    if counts.shape[1] != sum(sizes):
+        raise ValueError(f"counts have {counts.shape[1]} columns, the readout layers "
+                         f"{sum(sizes)} neurons")
+    if not classifier.reads_all_layers:
+        return features_from_counts(counts, shapes[-1], classifier)
+    edges = np.cumsum([0, *sizes])
+    return np.concatenate([
+        features_from_counts(counts[:, edges[k]:edges[k + 1]], shape,
+                             classifier.scaled_to(shapes[0], shape))
+        for k, shape in enumerate(shapes)], axis=1)
 
 
 def _cell_sums(maps: np.ndarray, classifier: Classifier) -> np.ndarray:

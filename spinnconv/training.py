@@ -293,3 +293,128 @@ def _last_patches_trace(signal, schedule, n_patches: int, n_last: int):
     start = schedule.start_ms(max(n_patches - n_last, 0))
     keep = times >= start
     return times[keep], values[keep]
+
+
+def conv_layer_counts(spikes: LayerSpikes, layer: ConvLayer, kernels: np.ndarray,
+                      weight_na: float, params: dict, block_images: int = 64) -> np.ndarray:
+    """Spike counts ``(n_images, H*W*n)`` of ``layer`` driven by ``spikes``, from a
+    discrete-time ``IF_curr_exp`` model in NumPy (no simulator).
+
+    Exact exponential integration per ``timestep_ms`` as NEST's ``iaf_psc_exp``:
+    input spikes arrive after ``synapse_delay_ms``, the WTA inhibition between maps
+    (``lateral_inhibition_na``) one delay after a spike; each image starts at rest
+    and runs for its presentation plus the delays and five synaptic time constants.
+    ``kernels`` ``(n, kh, kw, C)`` in [0, 1], scaled by ``weight_na``.
+    """
+    from scipy import sparse
+
+    neuron = params["neuron"]
+    step_ms = float(params["timestep_ms"])
+    delay = max(1, round(params["synapse_delay_ms"] / step_ms))
+    longest_tau = max(neuron["tau_syn_E"], neuron["tau_syn_I"])
+    n_steps = int(np.ceil((params["presentation_ms"] + 5 * longest_tau) / step_ms)) + 2 * delay
+    tau_m, cm = neuron["tau_m"], neuron["cm"]
+    decay_m = np.exp(-step_ms / tau_m)
+
+    def current_to_v(tau_syn: float) -> tuple[float, float]:
+        decay_syn = np.exp(-step_ms / tau_syn)
+        if abs(tau_m - tau_syn) < 1e-9:
+            return step_ms / cm * decay_m, decay_syn
+        return tau_syn * tau_m / (cm * (tau_m - tau_syn)) * (decay_m - decay_syn), decay_syn
+
+    p21_e, decay_e = current_to_v(neuron["tau_syn_E"])
+    p21_i, decay_i = current_to_v(neuron["tau_syn_I"])
+    v_offset = neuron["i_offset"] * tau_m / cm * (1.0 - decay_m)
+    refractory_steps = round(neuron["tau_refrac"] / step_ms)
+    inhibition_na = (float(params["lateral_inhibition_na"])
+                     if layer.lateral_inhibition and layer.n_kernels > 1 else 0.0)
+    v_rest, v_thresh, v_reset = neuron["v_rest"], neuron["v_thresh"], neuron["v_reset"]
+
+    pre, post, weight = cn.conv_connections(spikes.shape, np.asarray(kernels) * weight_na,
+                                            layer.stride, layer.padding)
+    out_h, out_w, n_kernels = layer.output_shape(spikes.shape)
+    n_out = out_h * out_w * n_kernels
+    synapses = sparse.csr_matrix((weight.astype(np.float32), (pre, post)),
+                                 shape=(spikes.n_neurons, n_out))
+    counts = np.zeros((spikes.n_images, n_out), dtype=np.int32)
+    bounds = spikes.image_bounds()
+    block_images = max(1, min(block_images, int(2.5e7 // (n_steps * n_out))))  # ~100 MB
+    for start in range(0, spikes.n_images, block_images):
+        stop = min(start + block_images, spikes.n_images)
+        first, last = bounds[start], bounds[stop]
+        arrival = np.floor(spikes.time_ms[first:last] / step_ms).astype(np.int64) + delay
+        inside = arrival < n_steps
+        rows = (spikes.image[first:last][inside] - start) * n_steps + arrival[inside]
+        arriving = sparse.csr_matrix(
+            (np.ones(rows.size, np.float32), (rows, spikes.neuron[first:last][inside])),
+            shape=((stop - start) * n_steps, spikes.n_neurons))
+        drive = (arriving @ synapses).toarray().reshape(stop - start, n_steps, n_out)
+        shape = (stop - start, n_out)
+        v = np.full(shape, v_rest, dtype=np.float32)
+        i_e = np.zeros(shape, dtype=np.float32)
+        i_i = np.zeros(shape, dtype=np.float32)
+        refractory = np.zeros(shape, dtype=np.int32)
+        pending = np.zeros((delay + 1, *shape), dtype=np.float32)  # inhibition by arrival
+        for t in range(n_steps):
+            free = refractory == 0
+            v = np.where(free, v_rest + decay_m * (v - v_rest) + p21_e * i_e - p21_i * i_i
+                         + v_offset, v)
+            refractory = np.maximum(refractory - 1, 0)
+            i_e = decay_e * i_e + drive[:, t]
+            i_i = decay_i * i_i + pending[t % (delay + 1)]
+            pending[t % (delay + 1)] = 0.0
+            fired = free & (v >= v_thresh)
+            if not fired.any():
+                continue
+            v[fired] = v_reset
+            refractory[fired] = refractory_steps
+            counts[start:stop] += fired
+            if inhibition_na > 0:
+                by_map = fired.reshape(-1, n_kernels, out_h * out_w)
+                others = by_map.sum(axis=1, keepdims=True) - by_map
+                pending[(t + delay) % (delay + 1)] += inhibition_na * others.reshape(shape)
+    return counts
+
+
+def firing_fraction(counts: np.ndarray) -> float:
+    """Fraction of (image, neuron) pairs with at least one spike."""
+    return float(np.mean(counts > 0)) if counts.size else 0.0
+
+
+def calibrate_weight_to_firing(spikes: LayerSpikes, layer: ConvLayer, kernels: np.ndarray,
+                               params: dict, target: float, start_na: float,
+                               tolerance: float = 0.1, max_steps: int = 14
+                               ) -> tuple[float, float]:
+    """Weight (nA) of a kernel entry of 1 at which ``layer`` fires ``target``.
+
+    ``target`` is the fraction of the layer's neurons that spike at least once per
+    image, measured with :func:`conv_layer_counts` on ``spikes`` (the layer's
+    input for a few hundred images). Bisection in log weight from ``start_na``,
+    until within ``tolerance × target``. Returns the weight and its fraction.
+    """
+    if not 0 < target < 1:
+        raise ValueError(f"target firing fraction must be in (0, 1), got {target!r}")
+
+    def fraction(weight_na: float) -> float:
+        return firing_fraction(conv_layer_counts(spikes, layer, kernels, weight_na, params))
+
+    best = (start_na, fraction(start_na))
+    low, high = None, None
+    weight = start_na
+    for _ in range(max_steps):
+        achieved = fraction(weight) if weight != best[0] else best[1]
+        if abs(achieved - target) < abs(best[1] - target):
+            best = (weight, achieved)
+        if abs(achieved - target) <= tolerance * target:
+            return weight, achieved
+        if achieved < target:
+            low = weight
+        else:
+            high = weight
+        if low is None:
+            weight = high / 2.0
+        elif high is None:
+            weight = low * 2.0
+        else:
+            weight = float(np.sqrt(low * high))
+    return best
