@@ -57,16 +57,11 @@ def training_figures(model_dir: Path, model, number: int, params: dict) -> list[
     if curves:
         written.append(plots.plot_convergence(curves, figures / "convergence.png",
                                               int(params["train_chunk_patches"])))
-    diagnostics = {}
-    for layer in range(1, model.n_conv_layers + 1):
-        path = model_dir / f"layer{layer}.npz"
-        if path.is_file():
-            arrays = np.load(path, allow_pickle=False)
-            if "readout_accuracy" in arrays:
-                diagnostics[f"layer {layer}"] = {
-                    key: (None if np.isnan(float(arrays[key])) else float(arrays[key]))
-                    for key in ("readout_accuracy", "firing_fraction",
-                                "target_firing_fraction") if key in arrays}
+    stored = manifest.get("diagnostics", {})
+    diagnostics = {f"layer {layer}": {key: stored[str(layer)].get(key) for key in (
+        "readout_accuracy", "firing_fraction", "target_firing_fraction")}
+        for layer in manifest["trained"]["layers"]
+        if "readout_accuracy" in stored.get(str(layer), {})}
     if diagnostics:
         written.append(plots.plot_layer_diagnostics(diagnostics, figures / "layers.png"))
     return written

@@ -8,10 +8,11 @@ import pytest
 from conftest import run_cli
 
 from spinnconv import plots
+from spinnconv.checkpoint import ModelDir
 from spinnconv.config import build_model, resolve_parameters
 from spinnconv.errors import UsageError
 from spinnconv.model import Classifier, ConvLayer, PoolLayer, SequentialModel
-from spinnconv.pipeline import per_layer, stage_model, train_patches_of
+from spinnconv.pipeline import layer_diagnostics_of, per_layer, stage_model, train_patches_of
 from spinnconv.readout import features_from_counts, readout_features
 from spinnconv.spikes import LayerSpikes
 from spinnconv.training import (
@@ -239,7 +240,7 @@ def test_two_layers_on_digits_record_diagnostics(tmp_path):
     assert 0.1 <= second["readout_accuracy"] <= 1.0
     assert manifest["diagnostics"]["1"]["calibration_rule"] == "percentile"
     assert manifest["diagnostics"]["1"]["readout_accuracy"] > 0.5
-    arrays = np.load(model_dir / "layer2.npz", allow_pickle=False)
-    assert float(arrays["readout_accuracy"]) == pytest.approx(second["readout_accuracy"])
+    arrays = ModelDir(model_dir).load_layer(2)
+    assert layer_diagnostics_of(arrays) == second  # stored with the layer as well
     assert float(arrays["weight_na"]) == pytest.approx(second["weight_na"])
     assert (model_dir / "figures" / "layers.png").is_file()
