@@ -42,10 +42,12 @@ DEFAULTS = {
     "calibration_percentile": 90.0,         # conv weights are calibrated after training so
     "calibration_threshold_crossings": 2.0,  # that this percentile of drive crosses threshold
                                              # this many times (see training.calibrate_weight_na)
-    "target_firing_fraction": [None, 0.05],  # per conv layer (the last entry for deeper
-                                  # ones): weight calibrated so this fraction of the layer's
-                                  # neurons fires per image (NumPy IF_curr_exp model of the
-                                  # layer on its recorded input); None: the percentile rule
+    "target_firing_fraction": [None],  # per conv layer (the last entry for deeper ones):
+                                  # weight calibrated so this fraction of the layer's neurons
+                                  # fires per image (NumPy IF_curr_exp model of the layer on
+                                  # its recorded input), e.g. [null, 0.05]; None: the
+                                  # percentile rule (the default: a calibrated layer 2 does
+                                  # not yet read out better, see docs/deep_layers.md)
     "calibration_images": 300,    # images of the layer's input the firing calibration uses
     "lateral_inhibition_na": 4.0, # WTA between maps at one position (0 disables)
     "pool_weight_na": 12.0,        # one spike in a pooling window makes the pool neuron fire

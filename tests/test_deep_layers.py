@@ -183,7 +183,7 @@ def test_per_layer_parameters(params):
     assert per_layer([], 2, 7) == 7
     assert per_layer([None, 0.05], 1) is None
     assert per_layer([None, 0.05], 3) == 0.05
-    assert params["target_firing_fraction"][1] == pytest.approx(0.05)
+    assert per_layer(params["target_firing_fraction"], 2) is None  # percentile by default
     assert [train_patches_of(params, n) for n in (1, 2, 3)] == [3000, 9000, 9000]
     assert train_patches_of({**params, "train_patches": 100}, 2) == 300
     assert train_patches_of({**params, "train_patches_factor_by_layer": []}, 2) == 3000
