@@ -210,13 +210,14 @@ def check_training_labels(labels: np.ndarray, option: str = "--train-examples") 
 
 
 def measured_spikes_per_image(images: np.ndarray, params: dict, n_sample: int = 20) -> float:
-    """Mean input spikes of one encoded image, over the first ``n_sample`` images."""
-    from .encoding import encode
+    """Mean input spikes of one image (encoded, or event recordings binned), over the
+    first ``n_sample`` images."""
+    from .encoding import input_spikes
 
     sample = images[:n_sample]
     if len(sample) == 0:
         return 0.0
-    return encode(sample, params).n_spikes / len(sample)
+    return input_spikes(sample, params).n_spikes / len(sample)
 
 
 def check_run(params: dict, model, n_train_images: int, labels: np.ndarray | None = None,
