@@ -11,7 +11,8 @@ from conftest import accuracy_of, run_cli, snapshot
 pytestmark = pytest.mark.slow
 
 FIGURES = ["activity_layer1.png", "activity_layer2.png", "confusion_matrix.png",
-           "convergence.png", "input_raster.png", "kernels_layer1.png", "membrane_layer1.png"]
+           "convergence.png", "input_raster.png", "kernels_layer1.png", "layers.png",
+           "membrane_layer1.png"]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def test_plot_mode_rewrites_figures(trained, tmp_path):
     before = {p: p.stat().st_mtime_ns for p in (model_dir / "figures").glob("*.png")}
     result = run_cli("--mode", "plot", "--backend", "nest", "--model-dir", str(model_dir))
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "7 figures" in result.stdout
+    assert f"{len(FIGURES)} figures" in result.stdout
     after = {p: p.stat().st_mtime_ns for p in (model_dir / "figures").glob("*.png")}
     assert all(after[p] > before[p] for p in before)
 
