@@ -69,6 +69,10 @@ DEFAULTS = {
     "kernel_l1": 0.35,            # kernels are rescaled to this mean weight (of w_max)
     "homeostasis_mv": 0.5,        # threshold change per chunk for rate deviations (0: off)
     "random_kernels": False,      # ablation: keep the random initial kernels (no STDP)
+    "layer_training": [],         # per conv layer (the last entry for deeper ones): an object
+                                  # overriding this section's values and the calibration's for
+                                  # that layer's training, e.g. [{}, {"kernel_l1": 0.1}];
+                                  # "patch_neuron": neuron values of its patch network only
     # --- the user's own data (--dataset idx | npz | folder | events) ---------
     "data": {
         "grey": False,            # colour images averaged to one grey channel (else K channels)

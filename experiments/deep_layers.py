@@ -33,14 +33,26 @@ sys.path.insert(0, str(REPO))
 
 from spinnconv import datasets
 from spinnconv.checkpoint import ModelDir
-from spinnconv.cli import _quiet_libraries
 from spinnconv.config import read_params_file, resolve_parameters
 from spinnconv.encoding import encode
+from spinnconv.logs import quiet_libraries
 from spinnconv.model import Classifier
-from spinnconv.pipeline import Run, calibrate_layer_weight, simulate, stage_model, train_patches_of
+from spinnconv.pipeline import (
+    Run,
+    calibrate_layer_weight,
+    layer_params,
+    simulate,
+    stage_model,
+    train_patches_of,
+)
 from spinnconv.readout import SpikeCountSVM, features_from_counts
 from spinnconv.spikes import LayerSpikes
-from spinnconv.training import firing_fraction, sample_patches, train_conv_layer
+from spinnconv.training import (
+    firing_fraction,
+    random_kernels,
+    sample_patches,
+    train_conv_layer,
+)
 
 RUN_ONLY = {"chunk_images", "block_images", "svm_c", "diagnostics_images"}
 
@@ -87,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--svm-c", type=float, nargs="+", default=[0.003, 0.01, 0.03])
     args = parser.parse_args(argv)
-    _quiet_libraries()
+    quiet_libraries()
     started = time.perf_counter()
     overrides = read_params_file(args.params) if args.params else {}
     params = resolve_parameters("mnist", overrides)
@@ -140,12 +152,15 @@ def main(argv: list[str] | None = None) -> dict:
             else:
                 training = inputs["train+validation"].select(np.arange(args.train))
                 rng = np.random.default_rng([params["seed"], number])
+                own = layer_params(params, number)
                 patches = sample_patches(training, layer, train_patches_of(params, number),
-                                         rng, int(params["patch_min_spikes"]))
-                trained = train_conv_layer(run.make_backend(), patches, layer.n_kernels,
-                                           params, rng, quiet=True)
+                                         rng, int(own["patch_min_spikes"]))
+                trained = (random_kernels(patches.shape, layer.n_kernels, own, rng)
+                           if own["random_kernels"] else
+                           train_conv_layer(run.make_backend(), patches, layer.n_kernels,
+                                            own, rng, quiet=True))
                 kernels = trained.kernels
-                weight_na, _ = calibrate_layer_weight(training, layer, kernels, params, number)
+                weight_na, _ = calibrate_layer_weight(training, layer, kernels, own, number)
                 np.savez(kernels_path, kernels=kernels, weight_na=np.asarray(weight_na))
             outputs, diagnostics = {}, {}
         else:
@@ -154,12 +169,16 @@ def main(argv: list[str] | None = None) -> dict:
             training = spikes.select(np.arange(n_fit))
             rng = np.random.default_rng([params["seed"], number])
             n_patches = train_patches_of(params, number)
+            own = layer_params(params, number)
             patches = sample_patches(training, layer, int(n_patches), rng,
-                                     int(params["patch_min_spikes"]))
-            trained = train_conv_layer(run.make_backend(), patches, layer.n_kernels, params,
-                                       rng, quiet=True, description=f"STDP layer {number}")
+                                     int(own["patch_min_spikes"]))
+            if own["random_kernels"]:
+                trained = random_kernels(patches.shape, layer.n_kernels, own, rng)
+            else:
+                trained = train_conv_layer(run.make_backend(), patches, layer.n_kernels, own,
+                                           rng, quiet=True, description=f"STDP layer {number}")
             weight_na, calibration = calibrate_layer_weight(training, layer, trained.kernels,
-                                                            params, number)
+                                                            own, number)
             train_seconds = time.perf_counter() - t0
             recorded = simulate(run, stage, {0: trained.kernels * weight_na}, spikes,
                                 upto=None, description=f"stage {number}", record_all=True)

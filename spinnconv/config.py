@@ -114,7 +114,40 @@ def validate(params: dict, defaults: dict) -> None:
                              f"positive numbers, got {value!r}")
     if params["calibration_images"] < 1:
         raise UsageError("parameter 'calibration_images' must be >= 1")
+    _check_layer_training(params, defaults)
     check_parameters(params)
+
+
+#: Parameters a ``layer_training`` entry may override for one conv layer: those of its
+#: STDP patch network and weight calibration (inference neurons stay ``neuron``).
+LAYER_TRAINING_KEYS = ("kernel_l1", "stdp", "patch_inhibition_na", "homeostasis_mv",
+                       "patch_min_spikes", "train_chunk_patches", "patch_neuron",
+                       "calibration_percentile", "calibration_threshold_crossings",
+                       "random_kernels")
+
+
+def _check_layer_training(params: dict, defaults: dict) -> None:
+    """Each ``layer_training`` entry: an object of known training parameters."""
+    entries = params["layer_training"]
+    for number, entry in enumerate(entries, start=1):
+        where = f"parameter 'layer_training' entry {number}"
+        if not isinstance(entry, dict):
+            raise UsageError(f"{where} must be an object, got {entry!r}")
+        for name, value in entry.items():
+            if name not in LAYER_TRAINING_KEYS:
+                raise UsageError(f"{where}: '{name}' cannot be set per layer; allowed: "
+                                 + ", ".join(LAYER_TRAINING_KEYS))
+            default = defaults["neuron"] if name == "patch_neuron" else defaults[name]
+            if isinstance(default, dict):
+                if not isinstance(value, dict):
+                    raise UsageError(f"{where}: '{name}' must be an object")
+                for key, sub_value in value.items():
+                    if key not in default:
+                        raise UsageError(f"{where}: unknown key '{name}.{key}'; known: "
+                                         + ", ".join(sorted(default)))
+                    _check_value(f"layer_training.{name}.{key}", sub_value, default[key])
+            else:
+                _check_value(f"layer_training.{name}", value, default)
 
 
 def read_params_file(path: str | Path) -> dict:

@@ -298,20 +298,21 @@ def fit_conv_layer(run: Run, model: SequentialModel, number: int, images: np.nda
                               description=f"layers 1..{position} for layer {number}")
     rng = np.random.default_rng([run.params["seed"], number])
     n_patches = train_patches_of(run.params, number)
+    params = layer_params(run.params, number)
     try:
         patches = sample_patches(spikes, layer, int(n_patches), rng,
-                                 int(run.params["patch_min_spikes"]))
+                                 int(params["patch_min_spikes"]))
     except ValueError as err:  # no window holds patch_min_spikes spikes
         raise UsageError(f"layer {number}: {err}") from None
     with run.phase(f"layer {number} STDP", patches.n_images, "patch"):
-        if run.params["random_kernels"]:  # ablation: same start, no learning
-            trained = random_kernels(patches.shape, layer.n_kernels, run.params, rng)
+        if params["random_kernels"]:  # ablation: same start, no learning
+            trained = random_kernels(patches.shape, layer.n_kernels, params, rng)
         else:
-            trained = train_conv_layer(backend, patches, layer.n_kernels, run.params, rng,
+            trained = train_conv_layer(backend, patches, layer.n_kernels, params, rng,
                                        quiet=run.quiet, description=f"STDP layer {number}",
                                        **board)
         weight_na, calibration = calibrate_layer_weight(spikes, layer, trained.kernels,
-                                                        run.params, number)
+                                                        params, number)
     seconds = time.perf_counter() - started
     diagnostics = layer_diagnostics(run, model, number, spikes, trained.kernels * weight_na,
                                     None if labels is None else labels[:spikes.n_images])
@@ -377,6 +378,17 @@ def per_layer(values: list, number: int, fallback=None):
     if not values:
         return fallback
     return values[min(number, len(values)) - 1]
+
+
+def layer_params(params: dict, number: int) -> dict:
+    """``params`` for training conv layer ``number``: its ``layer_training`` entry
+    (the last entry for deeper layers) merged in, dict values key by key."""
+    overrides = per_layer(params.get("layer_training", []), number, {}) or {}
+    merged = dict(params)
+    for name, value in overrides.items():
+        merged[name] = ({**params[name], **value} if isinstance(params.get(name), dict)
+                        else value)
+    return merged
 
 
 def train_patches_of(params: dict, number: int) -> int:

@@ -203,7 +203,7 @@ def train_conv_layer(backend: Backend, patches: LayerSpikes, n_kernels: int, par
     kh, kw, channels = patches.shape
     patch_size = kh * kw * channels
     schedule = schedule_from(params)
-    neuron = dict(params["neuron"])
+    neuron = {**params["neuron"], **params.get("patch_neuron", {})}
     thresholds = np.full(n_kernels, neuron["v_thresh"], dtype=np.float64)
     chunk = int(params["train_chunk_patches"])
     mean_weight = params["kernel_l1"]
