@@ -64,14 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "file or folder read in place")
     parser.add_argument("--data-dir", default="data", help="where datasets live (default data/)")
     parser.add_argument("--model-dir", default="model", help="checkpoint folder (default model/)")
-    parser.add_argument("--seed", type=strict_int, help="random seed (default: parameters.py)")
+    parser.add_argument("--seed", type=strict_int, help="random seed (default: 0)")
     parser.add_argument("--train-examples", type=strict_int,
                         help="use the first N training images")
     parser.add_argument("--test-examples", type=strict_int, help="use the first N test images")
     parser.add_argument("--validation-examples", type=strict_int, metavar="N",
                         help="hold out N training images (seeded) as a validation split: "
                         "not trained on, their accuracy is reported")
-    parser.add_argument("--params", help="JSON file overriding values of parameters.py")
+    parser.add_argument("--params", help="JSON file overriding default parameters "
+                        "(names of spinnconv/defaults.py)")
     parser.add_argument("--jobs", type=strict_int, default=1,
                         help="simulator processes that share the images (default 1)")
     parser.add_argument("--dask-scheduler", metavar="ADDRESS",
