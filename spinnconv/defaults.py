@@ -53,9 +53,9 @@ class EncodingParameters:
     dog_size: int = _value(7, positive=True)  # DoG kernel side (odd), pixels
     dog_sigma_center: float = _value(1.0, positive=True)    # pixels
     dog_sigma_surround: float = _value(2.0, positive=True)  # pixels
-    code: Literal["rate", "latency"] = "rate"  # "rate": regular spike trains,
-                                         # "latency": one spike per pixel
-    max_rate_hz: float = _value(500.0, positive=True)  # rate code: rate of intensity 1
+    code: Literal["rate", "latency", "poisson"] = "rate"  # "rate": regular spike trains,
+                                         # "poisson": random (seeded), "latency": one spike
+    max_rate_hz: float = _value(500.0, positive=True)  # rate, poisson: rate of intensity 1
     latency_threshold: float = 0.1       # latency code: inputs below this do not spike
 
 

@@ -89,7 +89,7 @@ def check_parameters(params: dict) -> None:
         raise UsageError(f"parameter 'synapse_delay_ms' must be 1..{MAX_DELAY_STEPS} time steps "
                          f"({dt:g}..{MAX_DELAY_STEPS * dt:g} ms, sPyNNaker's range), got "
                          f"{delay!r} ms")
-    if params["code"] == "rate" and params["max_rate_hz"] * dt / 1000.0 > 1.0:
+    if params["code"] in ("rate", "poisson") and params["max_rate_hz"] * dt / 1000.0 > 1.0:
         raise UsageError(f"parameter 'max_rate_hz' must be at most {1000.0 / dt:g} Hz (one "
                          f"spike per {dt:g} ms time step), got {params['max_rate_hz']!r}")
     if params["dog"] and (params["dog_size"] % 2 == 0 or params["dog_size"] < 3):
@@ -114,10 +114,15 @@ def check_architecture_sizes(architecture: list) -> None:
 
 
 def _max_spikes_per_input(params: dict) -> float:
-    """Upper bound of the spikes one input neuron fires per image."""
+    """Upper bound of the spikes one input neuron fires per image (for the Poisson code:
+    its mean plus four standard deviations, at most one spike per time step)."""
     if params["code"] == "latency":
         return 1.0
-    return math.floor(params["max_rate_hz"] * params["presentation_ms"] / 1000.0 + 0.5) + 1.0
+    mean = params["max_rate_hz"] * params["presentation_ms"] / 1000.0
+    if params["code"] == "poisson":
+        slots = math.ceil(params["presentation_ms"] / params["timestep_ms"])
+        return float(min(slots, math.floor(mean + 4.0 * math.sqrt(mean)) + 1.0))
+    return math.floor(mean + 0.5) + 1.0
 
 
 def available_memory_bytes() -> int | None:
