@@ -9,7 +9,19 @@ Layout::
     <model-dir>/svm-<sha16>.npz        scaler statistics, SVM coefficients and intercepts
     <model-dir>/results.json           the last test run, stamped with the SHA-256 of
                                        the arrays it was computed from
+    <model-dir>/record.json            the last ``--mode all`` run: command, accuracy,
+                                       phases, peak memory (stamped likewise)
+    <model-dir>/deploy.json            the last ``--mode deploy``: sPyNNaker's per-layer
+                                       resources (stamped likewise)
+    <model-dir>/logs/<UTC>_<mode>.log  one per command that succeeded: command line,
+                                       parameters, versions, what was printed
+    <model-dir>/figures/*.png          figures of training, testing and ``--mode plot``
+    <model-dir>/spinnaker/             sPyNNaker's configuration and reports (board
+                                       backend only)
     <model-dir>/.lock                  pid and command of the writer holding the lock
+
+Only the manifest and the arrays it names are the model; the other files are
+derived from it and may be deleted.
 
 One command, one commit: new arrays are written under names derived from their
 content, then ``manifest.json`` is replaced atomically (temporary file, fsync,
