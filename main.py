@@ -4,7 +4,7 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # parameters.py and spinnconv/
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # spinnconv/ of this checkout
 
 from spinnconv.cli import main
 

@@ -31,9 +31,9 @@ from .network import build_network, layer_connections, layer_label, schedule_fro
 from .readout import SpikeCountSVM
 from .spikes import Schedule
 
-#: Image sizes with a default architecture (``parameters.PER_DATASET``).
+#: Image sizes with a default architecture (``spinnconv.defaults.PER_DATASET``).
 DEFAULT_ARCHITECTURES = {(8, 8): "digits", (28, 28): "mnist"}
-#: ``dataset`` recorded for other image sizes (parameters.py's DEFAULTS apply).
+#: ``dataset`` recorded for other image sizes (``spinnconv.defaults.DEFAULTS`` apply).
 CUSTOM_DATASET = "custom"
 #: Training-record arrays of ``layer<N>.npz`` besides the kernels.
 _DIAGNOSTICS = ("weight_na", "convergence", "wins", "thresholds_mv", "n_patches", "w_max_na",
@@ -114,7 +114,7 @@ class STDPConvNet(ClassifierMixin, BaseEstimator):
     ``model``: a :class:`~spinnconv.model.SequentialModel` on the encoded input
     (``(H, W, 2)`` with the DoG stage); None picks the default architecture for the
     images' size (8×8: digits, 28×28: mnist, as ``main.py --dataset``). ``params``:
-    overrides of ``parameters.py`` (as ``--params``), ``seed`` overrides its seed.
+    overrides of :mod:`spinnconv.defaults` (as ``--params``), ``seed`` overrides its seed.
     ``backend``: "brian2", "nest" or "spinnaker" (with ``machine``, e.g.
     ``{"host": IP}``; ``work_dir`` holds sPyNNaker's files). ``jobs``: simulator
     processes for feature extraction. ``quiet``: no progress bars or messages.

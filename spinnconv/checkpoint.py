@@ -9,7 +9,19 @@ Layout::
     <model-dir>/svm-<sha16>.npz        scaler statistics, SVM coefficients and intercepts
     <model-dir>/results.json           the last test run, stamped with the SHA-256 of
                                        the arrays it was computed from
+    <model-dir>/record.json            the last ``--mode all`` run: command, accuracy,
+                                       phases, peak memory (stamped likewise)
+    <model-dir>/deploy.json            the last ``--mode deploy``: sPyNNaker's per-layer
+                                       resources (stamped likewise)
+    <model-dir>/logs/<UTC>_<mode>.log  one per command that succeeded: command line,
+                                       parameters, versions, what was printed
+    <model-dir>/figures/*.png          figures of training, testing and ``--mode plot``
+    <model-dir>/spinnaker/             sPyNNaker's configuration and reports (board
+                                       backend only)
     <model-dir>/.lock                  pid and command of the writer holding the lock
+
+Only the manifest and the arrays it names are the model; the other files are
+derived from it and may be deleted.
 
 One command, one commit: new arrays are written under names derived from their
 content, then ``manifest.json`` is replaced atomically (temporary file, fsync,
@@ -306,6 +318,20 @@ def _damaged(path: Path, what: str) -> ModelDirDamaged:
 
 def check_manifest(manifest, path: Path) -> dict:
     """``manifest`` if it has the schema of :data:`FORMAT_VERSION`, else ``ModelDirDamaged``."""
+    _check_manifest_keys(manifest, path)
+    try:
+        model = SequentialModel.from_dict(manifest["model"])
+    except UsageError as err:
+        raise _damaged(path, f"manifest.json 'model': {err}") from None
+    if manifest["parameters"].get("seed", manifest["seed"]) != manifest["seed"]:
+        raise _damaged(path, f"manifest.json 'seed' {manifest['seed']} differs from its "
+                       f"parameters' seed {manifest['parameters'].get('seed')}")
+    layers, svm = _check_trained(manifest["trained"], model, path)
+    _check_files(manifest["files"], layers, svm, path)
+    return manifest
+
+
+def _check_manifest_keys(manifest, path: Path) -> None:
     if not isinstance(manifest, dict):
         raise _damaged(path, f"manifest.json holds a JSON {type(manifest).__name__}, not an "
                        "object")
@@ -316,14 +342,10 @@ def check_manifest(manifest, path: Path) -> dict:
             raise _damaged(path, f"manifest.json has no '{key}'")
         if not isinstance(manifest[key], kind) or isinstance(manifest[key], bool):
             raise _damaged(path, f"manifest.json '{key}' is not a {kind.__name__}")
-    try:
-        model = SequentialModel.from_dict(manifest["model"])
-    except UsageError as err:
-        raise _damaged(path, f"manifest.json 'model': {err}") from None
-    if manifest["parameters"].get("seed", manifest["seed"]) != manifest["seed"]:
-        raise _damaged(path, f"manifest.json 'seed' {manifest['seed']} differs from its "
-                       f"parameters' seed {manifest['parameters'].get('seed')}")
-    trained = manifest["trained"]
+
+
+def _check_trained(trained: dict, model: SequentialModel, path: Path) -> tuple[list, bool]:
+    """The manifest's ``trained`` entry as ``(layers, svm)``, consistent with ``model``."""
     layers, svm = trained.get("layers"), trained.get("svm")
     if not isinstance(layers, list) or not all(isinstance(n, int) and not isinstance(n, bool)
                                                for n in layers) or not isinstance(svm, bool):
@@ -334,7 +356,11 @@ def check_manifest(manifest, path: Path) -> dict:
                        f"layers 1..{model.n_conv_layers} trained in order")
     if svm and len(layers) != model.n_conv_layers:
         raise _damaged(path, "manifest.json marks the SVM trained before all conv layers")
-    files = manifest["files"]
+    return layers, svm
+
+
+def _check_files(files: dict, layers: list, svm: bool, path: Path) -> None:
+    """The manifest's ``files``: one well-formed entry per trained role."""
     expected = {f"layer{n}" for n in layers} | ({"svm"} if svm else set())
     if set(files) != expected:
         raise _damaged(path, f"manifest.json names files {sorted(files)}, its 'trained' "
@@ -354,7 +380,6 @@ def check_manifest(manifest, path: Path) -> dict:
             if other not in files or files[other].get("sha256") != digest:
                 raise _damaged(path, f"{entry['name']} was trained on another {other} than "
                                "the one the manifest names")
-    return manifest
 
 
 def _upgrade_v1(manifest: dict, path: Path) -> dict:

@@ -27,7 +27,7 @@ from .config import (
 )
 from .datasets import DATASETS, OWN_DATASETS
 from .errors import ModelDirDamaged, SpinnconvError, UsageError
-from .logs import library_log, quiet_libraries
+from .logs import library_log, program_name, quiet_libraries
 from .validation import strict_int
 
 MODES = ("loaddata", "training", "testing", "plot", "deploy", "info", "all")
@@ -42,7 +42,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="main.py", description=(
+    parser = _Parser(prog=program_name().removeprefix("python "), description=(
         "Spiking convolutional network trained layer by layer with STDP, read out by a "
         "linear SVM, simulated through PyNN."))
     parser.add_argument("--mode", required=True, choices=MODES,
@@ -64,14 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "file or folder read in place")
     parser.add_argument("--data-dir", default="data", help="where datasets live (default data/)")
     parser.add_argument("--model-dir", default="model", help="checkpoint folder (default model/)")
-    parser.add_argument("--seed", type=strict_int, help="random seed (default: parameters.py)")
+    parser.add_argument("--seed", type=strict_int, help="random seed (default: 0)")
     parser.add_argument("--train-examples", type=strict_int,
                         help="use the first N training images")
     parser.add_argument("--test-examples", type=strict_int, help="use the first N test images")
     parser.add_argument("--validation-examples", type=strict_int, metavar="N",
                         help="hold out N training images (seeded) as a validation split: "
                         "not trained on, their accuracy is reported")
-    parser.add_argument("--params", help="JSON file overriding values of parameters.py")
+    parser.add_argument("--params", help="JSON file overriding default parameters "
+                        "(names of spinnconv/defaults.py)")
     parser.add_argument("--jobs", type=strict_int, default=1,
                         help="simulator processes that share the images (default 1)")
     parser.add_argument("--dask-scheduler", metavar="ADDRESS",
@@ -91,8 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
                            default="auto", help="conv layers as sPyNNaker's native "
                            "ConvolutionConnector or FromList; auto maps both, keeps the cheaper")
     spinnaker.add_argument("--emulate-spinnaker", action="store_true",
-                           help="on batched/brian2/nest: train and run as the board would "
-                           "(16-bit weights in training and inference)")
+                           help="on batched/brian2/nest: train and run as the board would. "
+                           "It changes training too: STDP with 16-bit plastic weights learns "
+                           "other kernels than a run without it; inference uses the weights "
+                           "the board would use")
     return parser
 
 
@@ -220,7 +223,7 @@ def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     spinnaker_dir = run.model_dir.path / "spinnaker"
     spinnaker_existed = spinnaker_dir.exists()
     try:
-        with run.model_dir.lock(["main.py", *argv]):
+        with run.model_dir.lock([program_name(), *argv]):
             _run_mode(args, run, argv)  # a failed command writes no log: the dir is as it was
             run.lines += library_log.lines
             pipeline.write_run_log(run, argv, time.perf_counter() - started)

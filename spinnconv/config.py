@@ -1,74 +1,28 @@
-"""Parameters: defaults from ``parameters.py``, per-dataset values, ``--params`` overrides.
+"""Parameters: the defaults of :mod:`spinnconv.defaults`, per-dataset values, ``--params``
+overrides.
 
-Validation happens here, at the edge: unknown names, wrong types, negative,
-non-finite or huge numbers, and physically impossible combinations
-(:func:`spinnconv.validation.check_parameters`) are refused with a
-:class:`~spinnconv.errors.UsageError` before anything runs.
+Validation happens here, at the edge, once: unknown names, wrong types, negative,
+non-finite or huge numbers (:meth:`spinnconv.defaults.Parameters.from_dict`), and
+physically impossible combinations (:func:`spinnconv.validation.check_parameters`)
+are refused with a :class:`~spinnconv.errors.UsageError` before anything runs.
 """
 
 from __future__ import annotations
 
 import copy
-import importlib
 import json
-import math
 from pathlib import Path
 
+from . import defaults as _defaults
+from .defaults import Parameters
 from .errors import UsageError
 from .model import _LAYER_CLASSES, ConvLayer, SequentialModel
-from .validation import MAX_MAGNITUDE, check_parameters
-
-#: Parameters that must be strictly positive (others must be >= 0 where numeric).
-_STRICTLY_POSITIVE = {"timestep_ms", "presentation_ms", "chunk_images", "block_images",
-                      "max_rate_hz",
-                      "train_patches", "train_chunk_patches", "svm_c", "synapse_delay_ms",
-                      "pool_weight_na", "calibration_threshold_crossings", "kernel_l1", "dog_size",
-                      "dog_sigma_center", "dog_sigma_surround", "event_time_scale",
-                      "event_downsample", "test_fraction"}
-#: Parameters (or sub-parameters) that may be negative.
-_SIGNED = {"v_rest", "v_reset", "v_thresh", "i_offset"}
-_CHOICES = {"code": ("rate", "latency"), "svm_feature_transform": ("sqrt", "log1p", "none"),
-            "weight_dependence": ("multiplicative", "additive")}
+from .validation import check_parameters
 
 
 def default_parameters() -> tuple[dict, dict]:
-    """``(DEFAULTS, PER_DATASET)`` from the user-editable ``parameters.py``."""
-    try:
-        module = importlib.import_module("parameters")
-    except SyntaxError as err:
-        raise UsageError(f"parameters.py line {err.lineno}: {err.msg}; fix the edit") from None
-    return copy.deepcopy(module.DEFAULTS), copy.deepcopy(module.PER_DATASET)
-
-
-def _check_value(name: str, value, default) -> None:
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise UsageError(f"parameter '{name}' must be true or false, got {value!r}")
-        return
-    if isinstance(default, (int, float)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise UsageError(f"parameter '{name}' must be a number, got {value!r}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise UsageError(f"parameter '{name}' must be finite, got {value!r}")
-        if isinstance(default, int) and not isinstance(default, bool) and int(value) != value:
-            raise UsageError(f"parameter '{name}' must be an integer, got {value!r}")
-        if name != "seed" and abs(value) > MAX_MAGNITUDE:
-            raise UsageError(f"parameter '{name}' must be at most {MAX_MAGNITUDE:g} in "
-                             f"magnitude, got {value!r}")
-        leaf = name.split(".")[-1]
-        if leaf in _STRICTLY_POSITIVE and value <= 0:
-            raise UsageError(f"parameter '{name}' must be > 0, got {value!r}")
-        if leaf not in _SIGNED and value < 0:
-            raise UsageError(f"parameter '{name}' must be >= 0, got {value!r}")
-        return
-    if isinstance(default, str):
-        leaf = name.split(".")[-1]
-        if not isinstance(value, str) or (leaf in _CHOICES and value not in _CHOICES[leaf]):
-            choices = ", ".join(_CHOICES.get(leaf, ()))
-            raise UsageError(f"parameter '{name}' must be one of: {choices}; got {value!r}")
-        return
-    if isinstance(default, list) and not isinstance(value, list):
-        raise UsageError(f"parameter '{name}' must be a list, got {value!r}")
+    """``(DEFAULTS, PER_DATASET)`` of :mod:`spinnconv.defaults` (copies)."""
+    return copy.deepcopy(_defaults.DEFAULTS), copy.deepcopy(_defaults.PER_DATASET)
 
 
 def _merge(base: dict, overrides: dict, where: str) -> dict:
@@ -90,15 +44,11 @@ def _merge(base: dict, overrides: dict, where: str) -> dict:
     return merged
 
 
-def validate(params: dict, defaults: dict) -> None:
-    """Check every value against the type and range of its default."""
-    for name, default in defaults.items():
-        value = params[name]
-        if isinstance(default, dict):
-            for key, sub_default in default.items():
-                _check_value(f"{name}.{key}", value[key], sub_default)
-        else:
-            _check_value(name, value, default)
+def validate(params: dict) -> Parameters:
+    """Check every value against the type and range of its field of
+    :class:`~spinnconv.defaults.Parameters`, then the relations between values;
+    returns the typed parameters."""
+    typed = Parameters.from_dict(params)
     if params["timestep_ms"] > params["presentation_ms"]:
         raise UsageError("parameter 'timestep_ms' must not exceed 'presentation_ms'")
     if not 0 < params["calibration_percentile"] <= 100:
@@ -114,8 +64,9 @@ def validate(params: dict, defaults: dict) -> None:
                              f"positive numbers, got {value!r}")
     if params["calibration_images"] < 1:
         raise UsageError("parameter 'calibration_images' must be >= 1")
-    _check_layer_training(params, defaults)
+    _check_layer_training(params)
     check_parameters(params)
+    return typed
 
 
 #: Parameters a ``layer_training`` entry may override for one conv layer: those of its
@@ -126,28 +77,30 @@ LAYER_TRAINING_KEYS = ("kernel_l1", "stdp", "patch_inhibition_na", "homeostasis_
                        "random_kernels")
 
 
-def _check_layer_training(params: dict, defaults: dict) -> None:
-    """Each ``layer_training`` entry: an object of known training parameters."""
-    entries = params["layer_training"]
-    for number, entry in enumerate(entries, start=1):
+def _check_layer_training(params: dict) -> None:
+    """Each ``layer_training`` entry: an object of training parameters, each value
+    checked as its top-level default is (the parameters with the entry merged in)."""
+    for number, entry in enumerate(params["layer_training"], start=1):
         where = f"parameter 'layer_training' entry {number}"
         if not isinstance(entry, dict):
             raise UsageError(f"{where} must be an object, got {entry!r}")
+        unknown = sorted(set(entry) - set(LAYER_TRAINING_KEYS))
+        if unknown:
+            raise UsageError(f"{where}: '{unknown[0]}' cannot be set per layer; allowed: "
+                             + ", ".join(LAYER_TRAINING_KEYS))
+        merged = {**params, "layer_training": []}
         for name, value in entry.items():
-            if name not in LAYER_TRAINING_KEYS:
-                raise UsageError(f"{where}: '{name}' cannot be set per layer; allowed: "
-                                 + ", ".join(LAYER_TRAINING_KEYS))
-            default = defaults["neuron"] if name == "patch_neuron" else defaults[name]
-            if isinstance(default, dict):
+            target = "neuron" if name == "patch_neuron" else name
+            if isinstance(params[target], dict):
                 if not isinstance(value, dict):
                     raise UsageError(f"{where}: '{name}' must be an object")
-                for key, sub_value in value.items():
-                    if key not in default:
-                        raise UsageError(f"{where}: unknown key '{name}.{key}'; known: "
-                                         + ", ".join(sorted(default)))
-                    _check_value(f"layer_training.{name}.{key}", sub_value, default[key])
+                merged[target] = _merge(params, {target: value}, where)[target]
             else:
-                _check_value(f"layer_training.{name}", value, default)
+                merged[target] = value
+        try:
+            validate(merged)
+        except UsageError as err:
+            raise UsageError(f"{where}: {err}") from None
 
 
 def read_params_file(path: str | Path) -> dict:
@@ -167,12 +120,10 @@ def read_params_file(path: str | Path) -> dict:
 
 
 def size_parameters(image_shape: tuple[int, int]) -> dict:
-    """The ``parameters.BY_IMAGE_SIZE`` values for images of ``image_shape`` (H, W);
-    a one-line ``UsageError`` showing the --params architecture to write when no
-    entry fits."""
-    module = importlib.import_module("parameters")
-    table = getattr(module, "BY_IMAGE_SIZE", [])
-    smallest = int(getattr(module, "MIN_IMAGE_SIDE", 1))
+    """The ``spinnconv.defaults.BY_IMAGE_SIZE`` values for images of ``image_shape``
+    (H, W); a one-line ``UsageError`` showing the --params architecture to write when
+    no entry fits."""
+    table, smallest = _defaults.BY_IMAGE_SIZE, _defaults.MIN_IMAGE_SIDE
     height, width = (int(side) for side in image_shape[:2])
     if min(height, width) >= smallest:
         for bound, values in table:
@@ -197,21 +148,20 @@ def resolve_parameters(dataset: str, overrides: dict | None = None,
     """
     defaults, per_dataset = default_parameters()
     dataset_values = per_dataset.get(dataset, {})
-    params = _merge(defaults, dataset_values, f"parameters.PER_DATASET[{dataset!r}]")
+    params = _merge(defaults, dataset_values, f"spinnconv.defaults.PER_DATASET[{dataset!r}]")
     overrides = overrides or {}
     if (image_shape is not None and "architecture" not in dataset_values
             and "architecture" not in overrides):
-        params = _merge(params, size_parameters(image_shape), "parameters.BY_IMAGE_SIZE")
+        params = _merge(params, size_parameters(image_shape), "spinnconv.defaults.BY_IMAGE_SIZE")
     params = _merge(params, overrides, where)
-    validate(params, defaults)
+    validate(params)
     return params
 
 
 def override_parameters(base: dict, overrides: dict, where: str = "--params") -> dict:
     """``base`` (complete parameters, e.g. a model dir's) with ``overrides``; validated."""
-    defaults, _ = default_parameters()
     params = _merge(base, overrides, where)
-    validate(params, defaults)
+    validate(params)
     return params
 
 

@@ -3,8 +3,9 @@
 Images ``(N, H, W)`` are optionally filtered by a difference-of-Gaussians (DoG)
 into ON and OFF channels ``(N, H, W, 2)``, or simply scaled to ``[0, 1]`` as a
 single channel ``(N, H, W, 1)``. The intensities are then turned into spikes
-by a latency code (one spike per pixel, brighter is earlier) or a rate code
-(spike count proportional to intensity). The result is a
+by a latency code (one spike per pixel, brighter is earlier), a rate code
+(spike count proportional to intensity) or a Poisson code (the rate code's
+probabilities drawn per time step, seeded). The result is a
 :class:`~spinnconv.spikes.LayerSpikes` whose neuron index follows the
 channel-major layout ``c*H*W + y*W + x``; spike times are relative to the
 start of each image's window and lie on the ``timestep_ms`` grid in
@@ -15,6 +16,7 @@ No simulator is imported here: everything is NumPy / SciPy.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping
 from numbers import Integral, Real
@@ -34,11 +36,12 @@ __all__ = [
     "encoded_shape",
     "input_spikes",
     "latency_code",
+    "poisson_code",
     "rate_code",
     "to_unit_range",
 ]
 
-CODES = ("latency", "rate")
+CODES = ("latency", "rate", "poisson")
 PARAM_KEYS = (
     "dog",
     "dog_size",
@@ -301,6 +304,27 @@ def rate_code(intensity, presentation_ms: float, max_rate_hz: float,
                                    steps * timestep_ms)
 
 
+def poisson_code(intensity, presentation_ms: float, max_rate_hz: float,
+                 timestep_ms: float, seed: int) -> LayerSpikes:
+    """:func:`rate_code` with random spikes: each grid time fires independently with
+    probability ``v * max_rate_hz * timestep_ms / 1000``, every image drawn from its
+    own generator, seeded with ``seed`` and the image's intensities. So an image's
+    spikes depend on ``seed`` and the image only, never on the rest of the batch, its
+    place in it or how the batch is split into blocks."""
+    seed = _integer("seed", seed)
+    if seed < 0:
+        raise UsageError(f"seed must be >= 0, got {seed}")
+    values = _check_intensity(intensity)
+    parts = []
+    for image in values:
+        digest = hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=8).digest()
+        rng = np.random.default_rng([seed, int.from_bytes(digest, "little")])
+        parts.append(rate_code(image[None], presentation_ms, max_rate_hz, timestep_ms, rng=rng))
+    if not parts:
+        return rate_code(values, presentation_ms, max_rate_hz, timestep_ms)
+    return LayerSpikes.concatenate(parts)
+
+
 # --------------------------------------------------------------------------
 # the whole stage
 # --------------------------------------------------------------------------
@@ -350,9 +374,11 @@ def encode(images, params: Mapping, rng: np.random.Generator | None = None
     as input spikes.
 
     ``params`` keys: ``dog`` (bool), ``dog_size``, ``dog_sigma_center``,
-    ``dog_sigma_surround`` (pixels), ``code`` (``"latency"`` or ``"rate"``),
-    ``presentation_ms``, ``timestep_ms``, ``latency_threshold``,
-    ``max_rate_hz``. ``rng`` only affects the rate code (Bernoulli mode).
+    ``dog_sigma_surround`` (pixels), ``code`` (``"latency"``, ``"rate"`` or
+    ``"poisson"``), ``presentation_ms``, ``timestep_ms``, ``latency_threshold``,
+    ``max_rate_hz``, and ``seed`` for ``"poisson"`` (:func:`poisson_code`). An ``rng``
+    turns the rate code random (Bernoulli draws from ``rng``, batch-dependent), and
+    replaces the per-image generators of the Poisson code.
     Returns spikes of shape ``(H, W, 2 K)`` with DoG (ON, OFF of image channel
     0, then of channel 1, ...), ``(H, W, K)`` without; K = 1 for ``(N, H, W)``.
     Each image is scaled on its own (:func:`to_unit_range`), so its spikes do not
@@ -372,6 +398,11 @@ def encode(images, params: Mapping, rng: np.random.Generator | None = None
     if params["code"] == "latency":
         return latency_code(intensity, params["presentation_ms"], params["timestep_ms"],
                             params["latency_threshold"])
+    if params["code"] == "poisson" and rng is None:
+        if "seed" not in params:
+            raise UsageError("code 'poisson' needs a 'seed' in the encoding params")
+        return poisson_code(intensity, params["presentation_ms"], params["max_rate_hz"],
+                            params["timestep_ms"], params["seed"])
     return rate_code(intensity, params["presentation_ms"], params["max_rate_hz"],
                      params["timestep_ms"], rng=rng)
 

@@ -56,8 +56,9 @@ class Connections:
 class STDPRule:
     """Pair-based STDP (``SpikePairRule``) with a soft or hard weight bound.
 
-    ``weight_dependence`` is ``"multiplicative"`` (soft bounds) or ``"additive"``.
-    Weights are in nA; ``a_plus``/``a_minus`` are fractions of ``w_max``.
+    ``weight_dependence`` is ``"additive"`` (hard bounds; the only one brian2 trains)
+    or ``"multiplicative"`` (soft bounds). Weights are in nA; ``a_plus``/``a_minus`` are
+    fractions of ``w_max``.
     """
 
     tau_plus_ms: float
@@ -66,7 +67,7 @@ class STDPRule:
     a_minus: float
     w_min: float
     w_max: float
-    weight_dependence: str = "multiplicative"
+    weight_dependence: str = "additive"
     #: ``--emulate-spinnaker``: the 16-bit step (nA) of the plastic weights on the
     #: board. Backends that can (brian2) then truncate each weight to this step
     #: after every presynaptic spike, as sPyNNaker does; None: float weights.

@@ -28,6 +28,16 @@ class LibraryLog(logging.Handler):
 library_log = LibraryLog()
 
 
+def program_name(argv0: str | None = None) -> str:
+    """The command that started the CLI, as the user typed it: ``python main.py`` for
+    a script (``sys.argv[0]`` as given), else ``spinnconv`` (the console script, or
+    :func:`spinnconv.cli.main` called from Python)."""
+    argv0 = sys.argv[0] if argv0 is None else argv0
+    if argv0.endswith(".py") and os.path.basename(argv0) == "main.py":
+        return f"python {argv0}"
+    return "spinnconv"
+
+
 def quiet_libraries(capture_logs: bool = False) -> None:
     """Hide the simulators' banners and deprecation noise (before they are imported);
     with ``capture_logs`` their log records go to :data:`library_log`, off stderr."""

@@ -24,6 +24,7 @@ from .checkpoint import ModelDir, file_hashes, write_json, write_text
 from .config import build_model, resolve_parameters
 from .encoding import encoded_shape, input_spikes
 from .errors import UsageError
+from .logs import program_name
 from .model import Classifier, PoolLayer, SequentialModel
 from .network import run_images
 from .readout import SpikeCountSVM, features_from_counts, readout_features
@@ -797,7 +798,7 @@ def write_run_log(run: Run, argv: list[str], seconds: float) -> Path | None:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     path = run.model_dir.path / "logs" / f"{stamp}_{argv_mode(argv)}.log"
     text = "\n".join([
-        "command: python main.py " + " ".join(argv),
+        f"command: {program_name()} " + " ".join(argv),
         f"wall time: {seconds:.1f} s; peak memory: {peak_memory_mb():.0f} MB",
         "versions: " + json.dumps(package_versions()),
         "parameters: " + json.dumps(run.params, sort_keys=True),
@@ -817,7 +818,7 @@ def write_record(run: Run, argv: list[str], results: dict, seconds: float) -> di
     main_peak_mb = max(run.main_peak_mb, peak_memory_mb())
     bound_mb = max([main_peak_mb, *(p["memory_bound_mb"] for p in run.phases)])
     record = {
-        "command": "python main.py " + " ".join(argv),
+        "command": f"{program_name()} " + " ".join(argv),
         "dataset": run.dataset, "backend": run.backend, "seed": run.params["seed"],
         "jobs": run.jobs, "cores": os.cpu_count(),
         "n_train": results["n_train"], "n_test": results["n_test"],

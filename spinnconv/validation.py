@@ -54,6 +54,20 @@ def _multiple(value: float, step: float) -> bool:
 def check_parameters(params: dict) -> None:
     """Relations between parameters that their types and signs do not cover."""
     check_seed(params["seed"])
+    _check_neuron_and_stdp(params)
+    _check_timing(params)
+    dt = params["timestep_ms"]
+    if params["code"] in ("rate", "poisson") and params["max_rate_hz"] * dt / 1000.0 > 1.0:
+        raise UsageError(f"parameter 'max_rate_hz' must be at most {1000.0 / dt:g} Hz (one "
+                         f"spike per {dt:g} ms time step), got {params['max_rate_hz']!r}")
+    if params["dog"] and (params["dog_size"] % 2 == 0 or params["dog_size"] < 3):
+        raise UsageError(f"parameter 'dog_size' must be odd and at least 3, got "
+                         f"{params['dog_size']!r}")
+    check_architecture_sizes(params["architecture"])
+
+
+def _check_neuron_and_stdp(params: dict) -> None:
+    """Time constants > 0, a threshold above rest and reset."""
     neuron = params["neuron"]
     for name, what in (("cm", "capacitance"), ("tau_m", "time constant"),
                        ("tau_syn_E", "time constant"), ("tau_syn_I", "time constant")):
@@ -71,6 +85,10 @@ def check_parameters(params: dict) -> None:
         raise UsageError("parameter 'neuron.v_thresh' must be above 'neuron.v_rest' "
                          f"({neuron['v_thresh']} <= {neuron['v_rest']} mV): the neurons would "
                          "fire without input")
+
+
+def _check_timing(params: dict) -> None:
+    """The time step on NEST's grid, periods and the synaptic delay on the time step."""
     dt = params["timestep_ms"]
     if not 0.01 <= dt <= 10.0 or not _multiple(dt, TIC_MS):
         raise UsageError(f"parameter 'timestep_ms' must be in 0.01..10 ms and a multiple of "
@@ -89,13 +107,6 @@ def check_parameters(params: dict) -> None:
         raise UsageError(f"parameter 'synapse_delay_ms' must be 1..{MAX_DELAY_STEPS} time steps "
                          f"({dt:g}..{MAX_DELAY_STEPS * dt:g} ms, sPyNNaker's range), got "
                          f"{delay!r} ms")
-    if params["code"] == "rate" and params["max_rate_hz"] * dt / 1000.0 > 1.0:
-        raise UsageError(f"parameter 'max_rate_hz' must be at most {1000.0 / dt:g} Hz (one "
-                         f"spike per {dt:g} ms time step), got {params['max_rate_hz']!r}")
-    if params["dog"] and (params["dog_size"] % 2 == 0 or params["dog_size"] < 3):
-        raise UsageError(f"parameter 'dog_size' must be odd and at least 3, got "
-                         f"{params['dog_size']!r}")
-    check_architecture_sizes(params["architecture"])
 
 
 def check_architecture_sizes(architecture: list) -> None:
@@ -114,10 +125,15 @@ def check_architecture_sizes(architecture: list) -> None:
 
 
 def _max_spikes_per_input(params: dict) -> float:
-    """Upper bound of the spikes one input neuron fires per image."""
+    """Upper bound of the spikes one input neuron fires per image (for the Poisson code:
+    its mean plus four standard deviations, at most one spike per time step)."""
     if params["code"] == "latency":
         return 1.0
-    return math.floor(params["max_rate_hz"] * params["presentation_ms"] / 1000.0 + 0.5) + 1.0
+    mean = params["max_rate_hz"] * params["presentation_ms"] / 1000.0
+    if params["code"] == "poisson":
+        slots = math.ceil(params["presentation_ms"] / params["timestep_ms"])
+        return float(min(slots, math.floor(mean + 4.0 * math.sqrt(mean)) + 1.0))
+    return math.floor(mean + 0.5) + 1.0
 
 
 def available_memory_bytes() -> int | None:

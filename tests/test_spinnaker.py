@@ -98,7 +98,8 @@ def mapped(tmp_path_factory):
                                                         indexing="ij"))
             c_stdp = Connections.build(pre, post, rng.uniform(0.05, 0.8, pre.size), 1.0)
             p_stdp = backend.connect(src2, out, c_stdp, label="src2->out",
-                                     stdp=STDPRule(20.0, 20.0, 0.01, 0.012, 0.0, 1.0))
+                                     stdp=STDPRule(20.0, 20.0, 0.01, 0.012, 0.0, 1.0,
+                                                   "multiplicative"))
             pre, post = (a.ravel() for a in np.meshgrid(np.arange(10), np.arange(10),
                                                         indexing="ij"))
             keep = pre != post
@@ -110,7 +111,8 @@ def mapped(tmp_path_factory):
             c_bounded = Connections.build(pre.ravel(), post.ravel(),
                                           rng.uniform(0.05, 0.8, 100), 1.0)
             p_bounded = backend.connect(out, bounded, c_bounded, label="out->bounded",
-                                        stdp=STDPRule(20.0, 20.0, 0.01, 0.012, 0.0, 1.0))
+                                        stdp=STDPRule(20.0, 20.0, 0.01, 0.012, 0.0, 1.0,
+                                                   "multiplicative"))
             backend.record(exc)
             backend.record(out)
 
