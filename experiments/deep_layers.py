@@ -41,6 +41,7 @@ from spinnconv.pipeline import (
     Run,
     calibrate_layer_weight,
     layer_params,
+    per_layer,
     simulate,
     stage_model,
     train_patches_of,
@@ -62,6 +63,10 @@ def stage_key(params: dict, model, position: int, n_images: int, what: str) -> s
     spec = {k: v for k, v in params.items() if k not in RUN_ONLY | {"architecture"}}
     factors = spec.pop("train_patches_factor_by_layer", [])  # as absolute counts per layer
     spec["train_patches_by_layer"] = [round(params["train_patches"] * f) for f in factors]
+    number = model.conv_layer_positions.index(position) + 1  # layers 1..number matter
+    own = [per_layer(spec.pop("layer_training", []), n, {}) or {} for n in range(1, number + 1)]
+    if any(own):
+        spec["layer_training"] = own
     end = position + len(stage_model(model, position).layers)
     prefix = [layer.describe() for layer in model.layers[:end]]
     text = json.dumps([spec, prefix, n_images, what], sort_keys=True, default=str)
@@ -189,8 +194,8 @@ def main(argv: list[str] | None = None) -> dict:
                            "active_maps": int((per_map > 0).sum()),
                            "n_kernels": layer.n_kernels, "n_patches": int(patches.n_images),
                            "kernels_won": int((trained.wins > 0).sum()),
-                           "convergence_first": trained.convergence[0],
-                           "convergence_last": trained.convergence[-1],
+                           "convergence_first": (trained.convergence or [None])[0],
+                           "convergence_last": (trained.convergence or [None])[-1],
                            "train_seconds": round(train_seconds, 1),
                            "simulate_seconds": round(time.perf_counter() - t0 - train_seconds,
                                                      1)}
