@@ -535,17 +535,24 @@ def count_spikes(run: Run, model: SequentialModel, kernels: dict, images: np.nda
     workers of that Dask cluster (see :mod:`spinnconv.parallel`).
     """
     block = int(run.params["block_images"])
-    if run.backend == "batched":
+    if run.backend == "batched" and not run.dask_scheduler:
         if positions is None:
             return _count_batched(run, model, kernels, images, description)
         return np.concatenate([_count_batched(run, model, kernels, images, description,
                                               upto=p + 1) for p in positions], axis=1)
     starts = list(range(0, len(images), block))
-    args = (run.backend, run.machine, run.model_dir.path, model.to_dict(), kernels, run.params)
     workers = parallel.workers_for(len(starts), run.jobs, run.dask_scheduler)
-    results = parallel.map_calls(_count_block, [(*args, images[start:start + block], positions)
-                                                for start in starts],
-                                 run.jobs, run.dask_scheduler)
+    if run.backend == "batched":  # on a Dask cluster: one block of the engine per task
+        uptos = [None] if positions is None else [p + 1 for p in positions]
+        results = parallel.map_calls(_count_batched_block, [
+            (model.to_dict(), kernels, run.params, images[start:start + block], uptos)
+            for start in starts], run.jobs, run.dask_scheduler)
+    else:
+        args = (run.backend, run.machine, run.model_dir.path, model.to_dict(), kernels,
+                run.params)
+        results = parallel.map_calls(_count_block, [(*args, images[start:start + block],
+                                                     positions) for start in starts],
+                                     run.jobs, run.dask_scheduler)
     width = (int(np.prod(model.output_shape)) if positions is None else
              sum(int(np.prod(model.output_shape_of(p))) for p in positions))
     counts = np.zeros((len(images), width), dtype=np.uint16)
@@ -562,21 +569,47 @@ def _count_batched(run: Run, model: SequentialModel, kernels: dict, images: np.n
                    description: str, upto: int | None = None) -> np.ndarray:
     """:func:`count_spikes` on the batched engine: the same blocks of ``block_images``
     (each from rest, as a freshly built network), simulated in parallel on the
-    engine's threads; images are encoded a few blocks at a time."""
+    engine's threads, one block per thread per engine call; a thread encodes the
+    next call's images while the engine runs (the engine releases the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from .backends.batched import engine_threads, simulate_counts
 
     block = int(run.params["block_images"])
     group = block * max(1, engine_threads())
     shape = model.output_shape if upto is None else model.output_shape_of(upto - 1)
     counts = np.zeros((len(images), int(np.prod(shape))), dtype=np.uint16)
-    with tqdm(total=len(images), desc=description, unit="img", disable=run.quiet) as bar:
-        for start in range(0, len(images), group):
-            part = images[start:start + group]
-            counts[start:start + len(part)] = simulate_counts(
-                model, kernels, run.params, input_spikes(part, run.params), upto=upto,
-                block_images=block)
-            bar.update(len(part))
+    starts = range(0, len(images), group)
+    with (ThreadPoolExecutor(max_workers=1) as encoder,
+          tqdm(total=len(images), desc=description, unit="img", disable=run.quiet) as bar):
+        encoded = [encoder.submit(input_spikes, images[start:start + group], run.params)
+                   for start in starts[:1]]
+        for k, start in enumerate(starts):
+            spikes = encoded.pop().result()
+            if k + 1 < len(starts):
+                following = starts[k + 1]
+                encoded.append(encoder.submit(input_spikes,
+                                              images[following:following + group], run.params))
+            counts[start:start + spikes.n_images] = simulate_counts(
+                model, kernels, run.params, spikes, upto=upto, block_images=block)
+            del spikes
+            bar.update(min(group, len(images) - start))
     return counts
+
+
+def _count_batched_block(model_spec: dict, kernels: dict, params: dict, images: np.ndarray,
+                         uptos: list[int | None]) -> tuple[np.ndarray, float]:
+    """One block of :func:`count_spikes` on the batched engine (a Dask task): the
+    counts of the layers ``uptos`` (``None``: the last), side by side, and this
+    process's peak memory in MB."""
+    from .backends.batched import simulate_counts
+
+    model = SequentialModel.from_dict(model_spec)
+    spikes = input_spikes(images, params)
+    counts = np.concatenate([simulate_counts(model, kernels, params, spikes, upto=upto,
+                                             block_images=len(images)) for upto in uptos],
+                            axis=1)
+    return counts, peak_memory_mb()
 
 
 def _simulate_shard(backend_name: str, machine: dict, model_dir: Path, model_spec: dict,
