@@ -565,18 +565,24 @@ def count_spikes(run: Run, model: SequentialModel, kernels: dict, images: np.nda
     return counts
 
 
+#: Blocks per engine thread in one call of the batched engine (more balance the
+#: threads' load, and hold more encoded images in memory).
+BATCHED_BLOCKS_PER_THREAD = 2
+
+
 def _count_batched(run: Run, model: SequentialModel, kernels: dict, images: np.ndarray,
                    description: str, upto: int | None = None) -> np.ndarray:
     """:func:`count_spikes` on the batched engine: the same blocks of ``block_images``
     (each from rest, as a freshly built network), simulated in parallel on the
-    engine's threads, one block per thread per engine call; a thread encodes the
-    next call's images while the engine runs (the engine releases the GIL)."""
+    engine's threads, ``BATCHED_BLOCKS_PER_THREAD`` blocks per thread per engine call
+    (a thread takes the next block when done); a thread encodes the next call's
+    images while the engine runs (the engine releases the GIL)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from .backends.batched import engine_threads, simulate_counts
 
     block = int(run.params["block_images"])
-    group = block * max(1, engine_threads())
+    group = block * max(1, engine_threads()) * BATCHED_BLOCKS_PER_THREAD
     shape = model.output_shape if upto is None else model.output_shape_of(upto - 1)
     counts = np.zeros((len(images), int(np.prod(shape))), dtype=np.uint16)
     starts = range(0, len(images), group)
