@@ -565,41 +565,24 @@ def count_spikes(run: Run, model: SequentialModel, kernels: dict, images: np.nda
     return counts
 
 
-#: Blocks per engine thread in one call of the batched engine (more balance the
-#: threads' load, and hold more encoded images in memory).
-BATCHED_BLOCKS_PER_THREAD = 2
-
-
 def _count_batched(run: Run, model: SequentialModel, kernels: dict, images: np.ndarray,
                    description: str, upto: int | None = None) -> np.ndarray:
     """:func:`count_spikes` on the batched engine: the same blocks of ``block_images``
     (each from rest, as a freshly built network), simulated in parallel on the
-    engine's threads, ``BATCHED_BLOCKS_PER_THREAD`` blocks per thread per engine call
-    (a thread takes the next block when done); a thread encodes the next call's
-    images while the engine runs (the engine releases the GIL)."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    engine's threads; images are encoded a few blocks at a time."""
     from .backends.batched import engine_threads, simulate_counts
 
     block = int(run.params["block_images"])
-    group = block * max(1, engine_threads()) * BATCHED_BLOCKS_PER_THREAD
+    group = block * max(1, engine_threads())
     shape = model.output_shape if upto is None else model.output_shape_of(upto - 1)
     counts = np.zeros((len(images), int(np.prod(shape))), dtype=np.uint16)
-    starts = range(0, len(images), group)
-    with (ThreadPoolExecutor(max_workers=1) as encoder,
-          tqdm(total=len(images), desc=description, unit="img", disable=run.quiet) as bar):
-        encoded = [encoder.submit(input_spikes, images[start:start + group], run.params)
-                   for start in starts[:1]]
-        for k, start in enumerate(starts):
-            spikes = encoded.pop().result()
-            if k + 1 < len(starts):
-                following = starts[k + 1]
-                encoded.append(encoder.submit(input_spikes,
-                                              images[following:following + group], run.params))
-            counts[start:start + spikes.n_images] = simulate_counts(
-                model, kernels, run.params, spikes, upto=upto, block_images=block)
-            del spikes
-            bar.update(min(group, len(images) - start))
+    with tqdm(total=len(images), desc=description, unit="img", disable=run.quiet) as bar:
+        for start in range(0, len(images), group):
+            part = images[start:start + group]
+            counts[start:start + len(part)] = simulate_counts(
+                model, kernels, run.params, input_spikes(part, run.params), upto=upto,
+                block_images=block)
+            bar.update(len(part))
     return counts
 
 

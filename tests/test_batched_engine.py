@@ -153,17 +153,17 @@ def test_block_counts_equal_nest_blocks():
 
 
 def test_count_spikes_on_batched_equals_one_engine_call(tmp_path):
-    """count_spikes on the batched backend (engine calls of several blocks per
-    thread, the next call's images encoded while the engine runs) counts what one
+    """count_spikes on the batched backend (engine calls of ``engine_threads()``
+    blocks, each call's images encoded just before it) counts what one
     simulate_counts call over all images counts, for the last layer and for the
     layers read side by side."""
     from spinnconv.backends.batched import engine_threads, simulate_counts
     from spinnconv.checkpoint import ModelDir
-    from spinnconv.pipeline import BATCHED_BLOCKS_PER_THREAD, Run, count_spikes
+    from spinnconv.pipeline import Run, count_spikes
 
     params, model, _ = _digits(1)
     params = {**params, "block_images": 6}
-    per_call = 6 * engine_threads() * BATCHED_BLOCKS_PER_THREAD
+    per_call = 6 * engine_threads()
     images = load_digits_dataset().test_images[:per_call * 3 + 5]  # 4 engine calls
     spikes = encode(images, params)
     kernels = _random_kernels(model, spikes, params, seed=3)

@@ -496,8 +496,6 @@ def simulate_counts(model, kernels: dict[int, np.ndarray], params: dict, input_s
     ``model.layers[upto-1]``, as ``pyNN.nest`` counts them when each block of
     ``block_images`` consecutive images is simulated by a freshly built network
     (:func:`spinnconv.pipeline.count_spikes`). Blocks run in parallel."""
-    import numba
-
     from ...network import schedule_from
     from . import engine
 
@@ -533,14 +531,10 @@ def simulate_counts(model, kernels: dict[int, np.ndarray], params: dict, input_s
     image_of_step = np.floor((t_ms - schedule.start_ms(0)) / schedule.period_ms).astype(np.int64)
     out_shape = model.output_shape_of(upto - 1)
     counts = np.zeros((n_images, int(np.prod(out_shape))), np.uint16)
-    previous_chunksize = numba.set_parallel_chunksize(1)  # a thread takes the next block
-    try:
-        engine.count_layers(n_steps, bounds, arrays["theta"], arrays["pop_constants"],
-                            arrays["pop_refractory_steps"], arrays["geometry"], arrays["kernels"],
-                            arrays["pool_w"], arrays["lateral_w"], arrays["delays"],
-                            src_ptr, np.ascontiguousarray(step, np.int64),
-                            np.ascontiguousarray(source, np.int64),
-                            image_of_step, counts)
-    finally:
-        numba.set_parallel_chunksize(previous_chunksize)
+    engine.count_layers(n_steps, bounds, arrays["theta"], arrays["pop_constants"],
+                        arrays["pop_refractory_steps"], arrays["geometry"], arrays["kernels"],
+                        arrays["pool_w"], arrays["lateral_w"], arrays["delays"],
+                        src_ptr, np.ascontiguousarray(step, np.int64),
+                        np.ascontiguousarray(source, np.int64),
+                        image_of_step, counts)
     return counts

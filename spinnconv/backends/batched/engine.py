@@ -500,7 +500,7 @@ def _count_block(b, n_steps_per_block, block_images, theta, pop_constants, pop_r
                             inhibited[c2] += w_lat
 
 
-@nb.njit(cache=True, parallel=True, nogil=True)
+@nb.njit(cache=True, parallel=True)
 def count_layers(n_steps_per_block, block_images, theta, pop_constants, pop_refractory_steps,
                  geometry, kernels, pool_w, lateral_w, delays,
                  src_ptr, src_step, src_neuron, image_of_step, counts):
@@ -514,8 +514,7 @@ def count_layers(n_steps_per_block, block_images, theta, pop_constants, pop_refr
     ``geometry[l, 1:]`` = ``kind, in_h, in_w, in_c, out_h, out_w, out_c, kh, kw,
     stride, pad, kernel offset``. ``pop_constants[l]`` = ``p22, p21ex, p21in, p11ex,
     p11in, drive, v_reset``. ``delays[l]`` = ``(feed-forward, lateral)`` steps. The
-    last layer is counted. Weights in pA; ``lateral_w[l]`` < 0 or 0 (none). Releases
-    the GIL (the caller can encode the next images meanwhile)."""
+    last layer is counted. Weights in pA; ``lateral_w[l]`` < 0 or 0 (none)."""
     ff_ptr_start, ff_ptr, ff_target, ff_kernel = feedforward_targets(geometry)
     for b in prange(block_images.size - 1):
         _count_block(b, n_steps_per_block, block_images, theta, pop_constants,
