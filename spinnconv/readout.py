@@ -132,11 +132,13 @@ class SpikeCountSVM(ClassifierMixin, BaseEstimator):
     fitted ``LinearSVC``. liblinear works on its own copy of the data (16 bytes per
     feature value): with ``n_jobs = 1`` one copy serves all classes, solved one
     after the other; ``n_jobs > 1`` solves that many classes at a time in threads,
-    each with its own copy (faster, ``n_jobs`` times the memory).
+    each with its own copy (faster, ``n_jobs`` times the memory). ``tol`` is
+    liblinear's stopping tolerance (on MNIST features 1e-4 gives the same test
+    predictions in 1.5 times the time).
     """
 
     def __init__(self, c: float = 1.0, transform: str = "sqrt", max_iter: int = 5000,
-                 random_state: int = 0, tol: float = 1e-4, n_jobs: int = 1):
+                 random_state: int = 0, tol: float = 1e-2, n_jobs: int = 1):
         self.c = c
         self.transform = transform
         self.max_iter = max_iter

@@ -43,7 +43,8 @@ def test_fit_finds_the_primal_linear_svc_model(n_classes):
 def _stock_pipeline(c: float, transform=np.sqrt):
     """What SpikeCountSVM fits, as plain scikit-learn (LinearSVC's own one-vs-rest)."""
     return make_pipeline(FunctionTransformer(transform), StandardScaler(),
-                         LinearSVC(C=c, dual=True, tol=1e-4, max_iter=5000, random_state=0))
+                         LinearSVC(C=c, dual=True, tol=SpikeCountSVM().tol, max_iter=5000,
+                                   random_state=0))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
