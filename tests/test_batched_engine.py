@@ -179,6 +179,23 @@ def test_count_spikes_on_batched_equals_one_engine_call(tmp_path):
         axis=1))
 
 
+def test_engine_threads_start_on_the_threading_layer_that_spares_nest():
+    """engine_threads() as the first numba call of a process (as count_spikes makes
+    it) starts numba's threads on workqueue: OpenMP's, after a NEST kernel, crash
+    NEST's next ResetKernel."""
+    import os
+    import subprocess
+    import sys
+
+    environment = {key: value for key, value in os.environ.items()
+                   if key != "NUMBA_THREADING_LAYER"}
+    result = subprocess.run(
+        [sys.executable, "-c", "from spinnconv.backends.batched import engine_threads; "
+         "engine_threads(); import numba; print(numba.threading_layer())"],
+        capture_output=True, text=True, env=environment, timeout=120, check=True)
+    assert result.stdout.strip() == "workqueue"
+
+
 def test_stdp_training_equals_nest():
     """train_conv_layer (patch network, STDP, WTA, homeostasis, a fresh network per
     chunk) learns the same kernels on the batched engine as on NEST."""
