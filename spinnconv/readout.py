@@ -164,7 +164,7 @@ class SpikeCountSVM(ClassifierMixin, BaseEstimator):
             transformed, copy=np.may_share_memory(transformed, features))
         del transformed
         release_freed_memory()  # before liblinear's copy: the largest allocation
-        if self.n_jobs == 1:
+        if self.n_jobs in (None, 1):
             _fit_linear_svc(svm, scaled, labels)
         else:
             one_vs_rest = OneVsRestClassifier(clone(svm), n_jobs=self.n_jobs)
