@@ -1,4 +1,6 @@
-"""SVM readout fit: the readout's solver against a plain primal ``LinearSVC``, side by side.
+"""SVM readout fit: the readout's solver (one liblinear copy of the data for all
+classes, the default; or classes in two threads, a copy each) against a plain
+primal ``LinearSVC``, side by side.
 
 Both fit the same model (sqrt, standardise, L2 squared-hinge one-vs-rest, C =
 ``svm_c``) on the first ``--fit`` images of a features file and are scored on its
@@ -11,7 +13,8 @@ last ``--held-out`` images (training images the fit did not see: never the test 
     python benchmarks/svm_fit.py --features /tmp/features.npz --fit 10000 --held-out 2000
 
 Peak memory is the process's peak during the fit (the first solver's buffers are
-freed before the second: run one per process with ``--only`` for a clean figure).
+freed before the second: run one per process with ``--only`` for a clean figure);
+CPU time is the process's, all threads together.
 """
 
 from __future__ import annotations
@@ -62,7 +65,9 @@ def compare(args: argparse.Namespace) -> None:
         "primal LinearSVC": lambda: make_pipeline(
             FunctionTransformer(np.sqrt), StandardScaler(),
             LinearSVC(C=args.c, max_iter=5000, dual="auto", random_state=0)),
-        "readout (dual, threads)": lambda: SpikeCountSVM(c=args.c, transform="sqrt"),
+        "readout (dual, one copy)": lambda: SpikeCountSVM(c=args.c, transform="sqrt"),
+        "readout (dual, 2 threads)": lambda: SpikeCountSVM(c=args.c, transform="sqrt",
+                                                           n_jobs=2),
     }
     print(f"{len(features[fit])} images fitted, {features.shape[1]} features, "
           f"{args.held_out} held out; C = {args.c}")
@@ -72,12 +77,13 @@ def compare(args: argparse.Namespace) -> None:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             reset_peak_memory()
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             model = make().fit(features[fit], labels[fit])
             seconds = time.perf_counter() - started
+            cpu_seconds = time.process_time() - cpu_started
         converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
-        print(f"{name:24s} fit {seconds:6.1f} s, peak memory {peak_memory_mb():.0f} MB, "
-              f"held-out accuracy "
+        print(f"{name:26s} fit {seconds:6.1f} s ({cpu_seconds:.1f} s CPU), peak memory "
+              f"{peak_memory_mb():.0f} MB, held-out accuracy "
               f"{model.score(features[held_out], labels[held_out]):.4f}, train accuracy "
               f"{model.score(features[fit], labels[fit]):.4f}"
               f"{'' if converged else ' (not converged)'}", flush=True)
@@ -98,7 +104,7 @@ def main() -> None:
     parser.add_argument("--held-out", type=int, default=2000)
     parser.add_argument("--c", type=float, default=0.01)
     parser.add_argument("--only", help="fit only the solver whose name contains this "
-                        "(e.g. 'primal' or 'readout'), for its own peak memory")
+                        "(e.g. 'primal', 'one copy', 'threads'), for its own peak memory")
     args = parser.parse_args()
     if args.extract:
         extract(args)

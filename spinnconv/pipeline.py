@@ -548,17 +548,24 @@ def count_spikes(run: Run, model: SequentialModel, kernels: dict, images: np.nda
     workers of that Dask cluster (see :mod:`spinnconv.parallel`).
     """
     block = int(run.params["block_images"])
-    if run.backend == "batched":
+    if run.backend == "batched" and not run.dask_scheduler:
         if positions is None:
             return _count_batched(run, model, kernels, images, description)
         return np.concatenate([_count_batched(run, model, kernels, images, description,
                                               upto=p + 1) for p in positions], axis=1)
     starts = list(range(0, len(images), block))
-    args = (run.backend, run.machine, run.model_dir.path, model.to_dict(), kernels, run.params)
     workers = parallel.workers_for(len(starts), run.jobs, run.dask_scheduler)
-    results = parallel.map_calls(_count_block, [(*args, images[start:start + block], positions)
-                                                for start in starts],
-                                 run.jobs, run.dask_scheduler)
+    if run.backend == "batched":  # on a Dask cluster: one block of the engine per task
+        uptos = [None] if positions is None else [p + 1 for p in positions]
+        results = parallel.map_calls(_count_batched_block, [
+            (model.to_dict(), kernels, run.params, images[start:start + block], uptos)
+            for start in starts], run.jobs, run.dask_scheduler)
+    else:
+        args = (run.backend, run.machine, run.model_dir.path, model.to_dict(), kernels,
+                run.params)
+        results = parallel.map_calls(_count_block, [(*args, images[start:start + block],
+                                                     positions) for start in starts],
+                                     run.jobs, run.dask_scheduler)
     width = (int(np.prod(model.output_shape)) if positions is None else
              sum(int(np.prod(model.output_shape_of(p))) for p in positions))
     counts = np.zeros((len(images), width), dtype=np.uint16)
@@ -590,6 +597,21 @@ def _count_batched(run: Run, model: SequentialModel, kernels: dict, images: np.n
                 block_images=block)
             bar.update(len(part))
     return counts
+
+
+def _count_batched_block(model_spec: dict, kernels: dict, params: dict, images: np.ndarray,
+                         uptos: list[int | None]) -> tuple[np.ndarray, float]:
+    """One block of :func:`count_spikes` on the batched engine (a Dask task): the
+    counts of the layers ``uptos`` (``None``: the last), side by side, and this
+    process's peak memory in MB."""
+    from .backends.batched import simulate_counts
+
+    model = SequentialModel.from_dict(model_spec)
+    spikes = input_spikes(images, params)
+    counts = np.concatenate([simulate_counts(model, kernels, params, spikes, upto=upto,
+                                             block_images=len(images)) for upto in uptos],
+                            axis=1)
+    return counts, peak_memory_mb()
 
 
 def _simulate_shard(backend_name: str, machine: dict, model_dir: Path, model_spec: dict,

@@ -152,6 +152,50 @@ def test_block_counts_equal_nest_blocks():
     assert not np.array_equal(whole, counts)
 
 
+def test_count_spikes_on_batched_equals_one_engine_call(tmp_path):
+    """count_spikes on the batched backend (engine calls of ``engine_threads()``
+    blocks, each call's images encoded just before it) counts what one
+    simulate_counts call over all images counts, for the last layer and for the
+    layers read side by side."""
+    from spinnconv.backends.batched import engine_threads, simulate_counts
+    from spinnconv.checkpoint import ModelDir
+    from spinnconv.pipeline import Run, count_spikes
+
+    params, model, _ = _digits(1)
+    params = {**params, "block_images": 6}
+    per_call = 6 * engine_threads()
+    images = load_digits_dataset().test_images[:per_call * 3 + 5]  # 4 engine calls
+    spikes = encode(images, params)
+    kernels = _random_kernels(model, spikes, params, seed=3)
+    run = Run(params=params, dataset="digits", data_dir=tmp_path,
+              model_dir=ModelDir(tmp_path / "m"), backend="batched", quiet=True)
+    expected = simulate_counts(model, kernels, params, spikes, block_images=6)
+    assert expected.sum() > 100
+    np.testing.assert_array_equal(count_spikes(run, model, kernels, images, ""), expected)
+    positions = [0, len(model.spiking_layers) - 1]
+    both = count_spikes(run, model, kernels, images, "", positions=positions)
+    np.testing.assert_array_equal(both, np.concatenate(
+        [simulate_counts(model, kernels, params, spikes, upto=1, block_images=6), expected],
+        axis=1))
+
+
+def test_engine_threads_start_on_the_threading_layer_that_spares_nest():
+    """engine_threads() as the first numba call of a process (as count_spikes makes
+    it) starts numba's threads on workqueue: OpenMP's, after a NEST kernel, crash
+    NEST's next ResetKernel."""
+    import os
+    import subprocess
+    import sys
+
+    environment = {key: value for key, value in os.environ.items()
+                   if key != "NUMBA_THREADING_LAYER"}
+    result = subprocess.run(
+        [sys.executable, "-c", "from spinnconv.backends.batched import engine_threads; "
+         "engine_threads(); import numba; print(numba.threading_layer())"],
+        capture_output=True, text=True, env=environment, timeout=120, check=True)
+    assert result.stdout.strip() == "workqueue"
+
+
 def test_stdp_training_equals_nest():
     """train_conv_layer (patch network, STDP, WTA, homeostasis, a fresh network per
     chunk) learns the same kernels on the batched engine as on NEST."""

@@ -25,10 +25,10 @@ def cluster():
         yield local
 
 
-def _digits_run(tmp_path, **changes):
+def _digits_run(tmp_path, backend="nest", **changes):
     from spinnconv.cli import build_parser, make_run
 
-    args = build_parser().parse_args(["--mode", "testing", "--backend", "nest", "--quiet",
+    args = build_parser().parse_args(["--mode", "testing", "--backend", backend, "--quiet",
                                       "--model-dir", str(tmp_path / "m"),
                                       "--data-dir", str(tmp_path / "data")])
     run = make_run(args)
@@ -109,6 +109,52 @@ def test_features_on_cluster_equal_jobs_1_after_a_worker_is_killed(cluster, tmp_
         assert any(sum(1 for entry in story if entry[2] == "processing") >= 2
                    for story in stories), stories
         assert killed["pid"] not in client.run(os.getpid).values()
+
+
+def test_batched_features_on_cluster_equal_local_after_a_worker_is_killed(cluster, tmp_path):
+    """--backend batched with a scheduler: the engine's blocks run on the workers (one
+    block per task), the counts equal the local engine's, a killed worker's blocks
+    are recomputed; the layers read side by side too."""
+    pytest.importorskip("numba")
+    from distributed import Client
+
+    from spinnconv.parallel import connect
+    from spinnconv.pipeline import count_spikes
+
+    run = _digits_run(tmp_path, backend="batched")
+    run.params = {**run.params, "block_images": 60}
+    data = run.load()
+    # digits enlarged to 24×24: blocks that take a while, as MNIST's do
+    images = np.kron(data.train_images[:1200], np.ones((1, 3, 3), np.float32))
+    model = run.model(images.shape[1:])
+    kernels = {0: np.random.default_rng(2).random((16, 3, 3, 2)) * 1.5}
+    expected = count_spikes(run, model, kernels, images, "local")
+    assert expected.sum() > 0
+
+    address = cluster.scheduler_address
+    connect(address)
+    on_cluster_run = _digits_run(tmp_path, backend="batched", params=run.params,
+                                 dask_scheduler=address)
+    killed, stop = {}, threading.Event()
+    killer = threading.Thread(target=_kill_a_busy_worker, args=(address, killed, stop))
+    killer.start()
+    try:
+        on_cluster = count_spikes(on_cluster_run, model, kernels, images, "cluster")
+    finally:
+        stop.set()
+        killer.join()
+    assert killed.get("keys"), "no worker was seen running a block"
+    np.testing.assert_array_equal(on_cluster, expected)
+    with Client(address, set_as_default=False) as client:
+        stories = [client.run_on_scheduler(lambda dask_scheduler, key=key:
+                                           dask_scheduler.story(key)) for key in killed["keys"]]
+        assert any(sum(1 for entry in story if entry[2] == "processing") >= 2
+                   for story in stories), stories
+    assert on_cluster_run.worker_peak_mb > 0  # the workers' memory is accounted
+    positions = [0, 1]
+    np.testing.assert_array_equal(
+        count_spikes(on_cluster_run, model, kernels, images[:120], "cluster", positions),
+        count_spikes(run, model, kernels, images[:120], "local", positions))
 
 
 def test_a_worker_with_two_threads_runs_one_simulation_at_a_time(tmp_path):

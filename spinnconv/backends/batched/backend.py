@@ -433,6 +433,8 @@ def engine_threads() -> int:
     """Threads the engine runs blocks on (numba's, i.e. ``NUMBA_NUM_THREADS``)."""
     import numba
 
+    from . import engine  # noqa: F401  (its threading layer, before numba starts threads)
+
     return int(numba.get_num_threads())
 
 
