@@ -74,7 +74,7 @@ def validate(params: dict) -> Parameters:
 LAYER_TRAINING_KEYS = ("kernel_l1", "stdp", "patch_inhibition_na", "homeostasis_mv",
                        "patch_min_spikes", "train_chunk_patches", "patch_neuron",
                        "calibration_percentile", "calibration_threshold_crossings",
-                       "random_kernels", "patch_first_spikes")
+                       "random_kernels")
 
 
 def _check_layer_training(params: dict) -> None:

@@ -119,7 +119,6 @@ class TrainingParameters:
     kernel_l1: float = _value(0.35, positive=True)  # kernels rescaled to this mean (of w_max)
     homeostasis_mv: float = 0.5          # threshold change per chunk for rate deviations
     random_kernels: bool = False         # ablation: keep the random initial kernels (no STDP)
-    patch_first_spikes: bool = False     # patches keep each input's first spike only
     # per conv layer (the last entry for deeper ones): an object overriding this group's
     # values, "stdp" and the calibration's for that layer's training, e.g.
     # [{}, {"kernel_l1": 0.1}]; "patch_neuron": neuron values of its patch network only

@@ -84,17 +84,6 @@ def sample_patches(spikes: LayerSpikes, layer: ConvLayer, n_patches: int,
                                    spikes.time_ms[take][keep])
 
 
-def first_spikes(spikes: LayerSpikes) -> LayerSpikes:
-    """``spikes`` with only each neuron's first spike per image (a latency code)."""
-    order = np.lexsort((spikes.time_ms, spikes.neuron, spikes.image))
-    image, neuron = spikes.image[order], spikes.neuron[order]
-    first = np.ones(order.size, dtype=bool)
-    first[1:] = (image[1:] != image[:-1]) | (neuron[1:] != neuron[:-1])
-    keep = np.sort(order[first])  # back in (image, time) order
-    return LayerSpikes.from_arrays(spikes.shape, spikes.n_images, spikes.image[keep],
-                                   spikes.neuron[keep], spikes.time_ms[keep])
-
-
 def convergence(weights_fraction: np.ndarray) -> float:
     """Kheradpisheh's C = mean(w (1 - w)) over weights in [0, 1]: 0 when binary."""
     return float(np.mean(weights_fraction * (1.0 - weights_fraction)))
@@ -211,8 +200,6 @@ def train_conv_layer(backend: Backend, patches: LayerSpikes, n_kernels: int, par
     per-spike weight arithmetic (brian2) do. Both get the excitatory
     ``max_input_na``.
     """
-    if params.get("patch_first_spikes"):
-        patches = first_spikes(patches)
     kh, kw, channels = patches.shape
     patch_size = kh * kw * channels
     schedule = schedule_from(params)
