@@ -244,3 +244,42 @@ def test_two_layers_on_digits_record_diagnostics(tmp_path):
     assert layer_diagnostics_of(arrays) == second  # stored with the layer as well
     assert float(arrays["weight_na"]) == pytest.approx(second["weight_na"])
     assert (model_dir / "figures" / "layers.png").is_file()
+
+
+def test_layer_training_overrides_one_layer_only(params):
+    from spinnconv.pipeline import layer_params
+
+    merged = resolve_parameters("mnist", {"layer_training": [
+        {}, {"kernel_l1": 0.1, "stdp": {"a_plus": 0.05}, "patch_neuron": {"tau_refrac": 30.0}}]})
+    first, second, third = (layer_params(merged, n) for n in (1, 2, 3))
+    assert first["kernel_l1"] == params["kernel_l1"] and "patch_neuron" not in first
+    assert second["kernel_l1"] == 0.1 and third["kernel_l1"] == 0.1  # deeper: last entry
+    assert second["stdp"] == {**params["stdp"], "a_plus": 0.05}  # merged key by key
+    assert second["neuron"] == params["neuron"]  # inference neurons untouched
+    assert second["patch_neuron"] == {"tau_refrac": 30.0}
+    for bad, message in (([{"svm_c": 1.0}], "cannot be set per layer"),
+                         ([{"kernel_l1": -1}], "entry 1: parameter 'kernel_l1' must be > 0"),
+                         ([{}, {"stdp": {"x": 1}}], "unknown parameter 'stdp.x'"),
+                         ([{"patch_neuron": {"tau_refrac": -2.0}}], "neuron.tau_refrac"),
+                         ([3], "must be an object")):
+        with pytest.raises(UsageError, match=message):
+            resolve_parameters("mnist", {"layer_training": bad})
+
+
+def test_layer_training_reaches_the_second_layer_on_batched():
+    from spinnconv import STDPConvNet
+    from spinnconv.datasets import load_digits_dataset
+
+    data = load_digits_dataset().subset(150, 30)
+    net = STDPConvNet(backend="batched", seed=1, quiet=True, params={
+        "train_patches": 300, "diagnostics_images": 0,
+        "layer_training": [{}, {"kernel_l1": 0.1}],
+        "architecture": [
+            {"kind": "conv", "n_kernels": 6, "kernel_shape": [3, 3], "padding": 1},
+            {"kind": "pool", "pool_shape": [2, 2]},
+            {"kind": "conv", "n_kernels": 8, "kernel_shape": [3, 3], "padding": 1},
+            {"kind": "pool", "pool_shape": [2, 2]},
+            {"kind": "classifier", "layers": "all"}]})
+    net.fit(data.train_images, data.train_labels)
+    assert net.kernels_[1].mean() == pytest.approx(0.35, abs=0.02)  # the global kernel_l1
+    assert net.kernels_[2].mean() == pytest.approx(0.1, abs=0.01)   # layer 2's own
