@@ -309,7 +309,9 @@ class STDPConvNet(ClassifierMixin, BaseEstimator):
     def transform(self, images: np.ndarray, layer: int | None = None) -> np.ndarray:
         """Features ``(N, n_features)`` float32: the classifier's pooled spike counts of
         the last spiking layer (what the SVM reads). ``layer=n``: the spike count of
-        every neuron at the output of conv layer ``n`` and the pool layers after it."""
+        every neuron of stage ``n``'s last layer (conv layer ``n``, or the last of the
+        pool layers after it). Both count spikes block by block as feature extraction
+        does (``block_images``, ``jobs`` processes)."""
         self._require_layers(1, "transform")
         images = check_images(images, self.image_shape_)
         model = self.model_
