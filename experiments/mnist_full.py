@@ -1,19 +1,22 @@
-"""The full MNIST experiment: ``main.py --mode all`` for several seeds, then mean ± sd.
+"""The full MNIST experiment: fit and score :class:`spinnconv.STDPConvNet` for several
+seeds, then mean ± sd.
 
     python experiments/mnist_full.py --source ../shared/data/mnist --seeds 0 1 2 --jobs 2
 
-Each seed runs the pipeline's stages in this process (what ``main.py --mode all``
-runs) in its own model dir (``<out>/seed<S>``) and writes its ``record.json``
-(per-phase wall time, images/s, peak memory); this script gathers them into
-``<out>/summary.json`` and prints one table. Any other option of ``main.py`` (for
-example ``--train-examples 2000 --test-examples 1000`` for a quick check, or
-``--params FILE``) applies unchanged.
+Per seed: ``STDPConvNet(params, backend, seed, jobs)``, ``fit`` on the training
+images, ``score`` on the test images, ``save(<out>/seed<S>)`` (a model dir for
+``main.py --model-dir``) with its ``record.json`` (accuracy, per-phase wall time,
+images/s and peak memory, from the net's ``phases_``). The seeds are gathered into
+``<out>/summary.json`` and one printed table. ``--train-examples 2000
+--test-examples 1000`` makes a quick check; ``--params FILE`` overrides parameters
+as in ``main.py``; ``--dataset`` also takes digits and own data (idx, npz, folder
+with ``--source``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import statistics
 import sys
 import time
@@ -22,12 +25,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from spinnconv import cli, interrupt, pipeline  # noqa: E402
+from spinnconv import STDPConvNet, datasets  # noqa: E402
+from spinnconv.checkpoint import ModelDir, file_hashes, package_versions, write_json  # noqa: E402
+from spinnconv.config import read_params_file  # noqa: E402
 from spinnconv.errors import SpinnconvError  # noqa: E402
-from spinnconv.logs import quiet_libraries  # noqa: E402
 
 
-def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=REPO / "models" / "mnist_full",
@@ -35,7 +39,55 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--backend", default="brian2")
     parser.add_argument("--jobs", type=int, default=2)
-    return parser.parse_known_args(argv)
+    parser.add_argument("--source", type=Path,
+                        help="mnist: folder of the four IDX files (default <data-dir>/mnist, "
+                             "downloaded if missing); own data: the file or folder")
+    parser.add_argument("--data-dir", type=Path, default=REPO / "data")
+    parser.add_argument("--train-examples", type=int, help="use the first N training images")
+    parser.add_argument("--test-examples", type=int, help="use the first N test images")
+    parser.add_argument("--params", help="JSON file of parameter overrides (as main.py)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or messages")
+    parser.add_argument("--no-plots", action="store_true", help="accepted; no figures are drawn")
+    return parser.parse_args(argv)
+
+
+def load_data(args: argparse.Namespace, overrides: dict) -> datasets.Dataset:
+    """The training and test images of ``--dataset``."""
+    if args.dataset == "mnist":
+        directory = args.source or datasets.prepare_mnist(args.data_dir / "mnist")
+        return datasets.load_dataset("mnist", directory, args.train_examples,
+                                     args.test_examples)
+    return datasets.load_dataset(args.dataset, args.data_dir / args.dataset,
+                                 args.train_examples, args.test_examples, source=args.source,
+                                 options=overrides.get("data"))
+
+
+def run_seed(args: argparse.Namespace, overrides: dict, data: datasets.Dataset, seed: int,
+             command: str) -> dict:
+    """Fit, score and save one seed's net; returns the ``record.json`` written beside it."""
+    started = time.perf_counter()
+    net = STDPConvNet(params=overrides, backend=args.backend, seed=seed, jobs=args.jobs,
+                      quiet=args.quiet)
+    net.fit(data.train_images, data.train_labels)
+    accuracy = net.score(data.test_images, data.test_labels)
+    seconds = time.perf_counter() - started
+    model_dir = net.save(args.out / f"seed{seed}")
+    phases = net.phases_
+    record = {
+        "command": command, "dataset": args.dataset, "backend": args.backend, "seed": seed,
+        "jobs": args.jobs, "cores": os.cpu_count(),
+        "n_train": len(data.train_images), "n_test": len(data.test_images),
+        "accuracy": accuracy, "train_accuracy": net.train_accuracy_,
+        "total_seconds": round(seconds, 1),
+        "peak_memory_mb": max(p["peak_memory_mb"] for p in phases),
+        "worker_peak_memory_mb": max(p["worker_peak_memory_mb"] for p in phases),
+        "peak_memory_bound_mb": max(p["memory_bound_mb"] for p in phases),
+        "phases": phases, "parameters": net.params_, "versions": package_versions(),
+        "model_files": file_hashes(ModelDir(model_dir).manifest()),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    write_json(model_dir / "record.json", record)
+    return record
 
 
 def stats(values: list[float]) -> dict:
@@ -70,50 +122,30 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def run_all(argv: list[str]) -> dict:
-    """``main.py ARGV`` (``--mode all``) through the pipeline's stages in this process:
-    train every conv layer, the SVM, test; returns the written ``record.json``."""
-    args = cli.build_parser().parse_args(argv)
-    cli._check_args(args)
-    started = time.perf_counter()
-    run = cli.make_run(args)
-    pipeline.load_data(run, args.source)
-    for number in range(1, run.model(run.load().image_shape).n_conv_layers + 1):
-        pipeline.train_layer(run, number)
-        interrupt.check()
-    pipeline.train_svm(run)
-    results = pipeline.test(run)
-    seconds = time.perf_counter() - started
-    record = pipeline.write_record(run, argv, results, seconds)
-    run.log(f"accuracy: {results['accuracy']:.4f}")
-    pipeline.write_run_log(run, argv, seconds)
-    return record
-
-
 def main(argv: list[str] | None = None) -> int:
-    args, passthrough = parse(argv)
-    quiet_libraries()
+    args = parse(argv)
+    command = "python experiments/mnist_full.py " + " ".join(
+        sys.argv[1:] if argv is None else argv)
     records = []
-    for seed in args.seeds:
-        model_dir = args.out / f"seed{seed}"
-        command = ["--mode", "all", "--dataset", args.dataset, "--backend", args.backend,
-                   "--jobs", str(args.jobs), "--seed", str(seed),
-                   "--model-dir", str(model_dir), *passthrough]
-        if not any(arg.split("=")[0] == "--data-dir" for arg in passthrough):
-            command += ["--data-dir", str(REPO / "data")]  # as main.py run from the repo
-        print(f"seed {seed}: main.py {' '.join(command)}", flush=True)
-        started = time.perf_counter()
-        try:
-            record = run_all(command)
-        except SpinnconvError as err:
-            print(f"error: seed {seed} failed: {err}", file=sys.stderr)
-            return err.exit_code
-        print(f"seed {seed}: accuracy {record['accuracy']:.4f}, "
-              f"{time.perf_counter() - started:.0f} s", flush=True)
-        records.append(record)
+    try:
+        overrides = read_params_file(args.params) if args.params else {}
+        data = load_data(args, overrides)
+        for seed in args.seeds:
+            print(f"seed {seed}: {args.dataset}, {len(data.train_images)} train / "
+                  f"{len(data.test_images)} test images, backend {args.backend}", flush=True)
+            record = run_seed(args, overrides, data, seed, command)
+            print(f"seed {seed}: accuracy {record['accuracy']:.4f}, "
+                  f"{record['total_seconds']:.0f} s", flush=True)
+            records.append(record)
+    except SpinnconvError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     summary = summarise(records)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_json(args.out / "summary.json", summary)
     print(table(summary))
     print(f"summary in {args.out / 'summary.json'}")
     return 0

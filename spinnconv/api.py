@@ -124,7 +124,8 @@ class STDPConvNet(ClassifierMixin, BaseEstimator):
     (``{layer number: (n, kh, kw, C)}`` in [0, 1]), ``weights_na_`` (nA of a kernel
     entry of 1, per layer), ``layer_diagnostics_`` (training record per layer),
     ``layers_`` (the arrays of ``layer<N>.npz``), ``svm_``, ``classes_``, ``n_train_``,
-    ``train_accuracy_``.
+    ``train_accuracy_``, ``phases_`` (one row per timed phase since the last ``fit``:
+    wall time, rate and peak memory, the rows of ``record.json``'s ``phases``).
     """
 
     def __init__(self, model: SequentialModel | None = None, params: dict | None = None,
@@ -224,7 +225,8 @@ class STDPConvNet(ClassifierMixin, BaseEstimator):
                             machine=dict(self.machine or {}),
                             emulate_spinnaker=bool(self.emulate_spinnaker),
                             quiet=bool(self.quiet), plots=False, jobs=int(self.jobs),
-                            echo=not self.quiet)
+                            echo=not self.quiet,
+                            phases=self.__dict__.setdefault("phases_", []))
 
     # -- fitted state -----------------------------------------------------------------
     @property
@@ -264,6 +266,7 @@ class STDPConvNet(ClassifierMixin, BaseEstimator):
         """Fit every conv layer in order on ``images``, then the SVM; returns self."""
         images = self._ensure_resolved(images)
         labels = _check_labels(labels, len(images))
+        self.phases_ = []
         for number in range(1, self.model_.n_conv_layers + 1):
             self.fit_layer(number, images, labels)
         return self.fit_readout(images, labels)
@@ -306,7 +309,9 @@ class STDPConvNet(ClassifierMixin, BaseEstimator):
     def transform(self, images: np.ndarray, layer: int | None = None) -> np.ndarray:
         """Features ``(N, n_features)`` float32: the classifier's pooled spike counts of
         the last spiking layer (what the SVM reads). ``layer=n``: the spike count of
-        every neuron at the output of conv layer ``n`` and the pool layers after it."""
+        every neuron of stage ``n``'s last layer (conv layer ``n``, or the last of the
+        pool layers after it). Both count spikes block by block as feature extraction
+        does (``block_images``, ``jobs`` processes)."""
         self._require_layers(1, "transform")
         images = check_images(images, self.image_shape_)
         model = self.model_
@@ -324,11 +329,13 @@ class STDPConvNet(ClassifierMixin, BaseEstimator):
                              f"1..{len(positions)}")
         self._require_layers(int(layer), "transform")
         upto = positions[layer] if layer < len(positions) else len(model.spiking_layers)
+        prefix = SequentialModel(model.input_shape)
+        for spiking in model.layers[:upto]:
+            prefix.add(spiking)
         run = self._run()
-        spikes = pipeline.simulate(run, model, self._kernels(run, int(layer)),
-                                   encode(images, self.params_), upto=upto,
-                                   description=f"layers 1..{upto}")
-        return spikes.counts(dtype=np.float32)
+        counts = pipeline.count_spikes(run, prefix, self._kernels(run, int(layer)), images,
+                                       f"layers 1..{upto}", positions=[upto - 1])
+        return counts.astype(np.float32)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """The SVM's label for every image."""

@@ -287,3 +287,33 @@ def test_quickstart_snippet_runs(tmp_path):
     cli = run_cli("--mode", "testing", "--model-dir", str(tmp_path / "model-digits"),
                   "--no-plots", "--quiet")
     assert accuracy_of(cli) == pytest.approx(accuracy, abs=1e-4)
+
+
+TWO_CONV = {"train_patches": 200, "architecture": [
+    {"kind": "conv", "n_kernels": 8, "kernel_shape": [3, 3], "padding": 1},
+    {"kind": "pool", "pool_shape": [2, 2]},
+    {"kind": "conv", "n_kernels": 8, "kernel_shape": [3, 3], "padding": 1},
+    {"kind": "classifier"}]}
+
+
+def test_layer_transform_counts_equal_the_recorded_simulation_on_batched(digits):
+    """transform(layer=n) counts spikes in blocks (count_spikes); a simulation that
+    records every spike of layers 1..n gives the same counts, neuron by neuron."""
+    from spinnconv import pipeline
+    from spinnconv.encoding import encode
+
+    images = digits.train_images[:80]
+    net = STDPConvNet(backend="batched", params=TWO_CONV, seed=2, quiet=True)
+    net.fit_layer(1, images).fit_layer(2, images)
+    assert [row["phase"] for row in net.phases_][:2] == ["layer 1 STDP",
+                                                         "layer 2 input (layers 1..2)"]
+    run = net._run()
+    for layer, upto, shape in ((1, 2, (4, 4, 8)), (2, 3, (4, 4, 8))):
+        counts = net.transform(digits.test_images[:25], layer=layer)
+        recorded = pipeline.simulate(run, net.model_, net._kernels(run, layer),
+                                     encode(digits.test_images[:25], net.params_), upto=upto,
+                                     description="recorded")
+        assert counts.dtype == np.float32 and counts.shape == (25, int(np.prod(shape)))
+        assert counts.sum() > 0
+        np.testing.assert_array_equal(counts, recorded.counts(dtype=np.float32))
+    assert net.phases_ and all(row["seconds"] >= 0 for row in net.phases_)
