@@ -399,10 +399,8 @@ def _upgrade_v1(manifest: dict, path: Path) -> dict:
 
 
 def _expected_feature_count(model: SequentialModel) -> int:
-    from .readout import features_from_counts
-
-    counts = np.zeros((1, int(np.prod(model.output_shape))), dtype=np.uint16)
-    return int(features_from_counts(counts, model.output_shape, model.classifier).shape[1])
+    """Features the readout of ``model`` takes (every stage's with ``"layers": "all"``)."""
+    return model.n_readout_features()
 
 
 def _finite(arrays: dict, key: str, name: str, path: Path) -> np.ndarray:
