@@ -1,6 +1,8 @@
 """Per-phase memory figures: each phase reports its own peak, not the run's so far."""
 
+import multiprocessing
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +12,20 @@ from spinnconv.checkpoint import ModelDir
 from spinnconv.pipeline import Run
 
 
+def in_fresh_process(function, *args):
+    """``function(*args)`` in a newly spawned interpreter: peak-memory figures of a
+    long test session depend on what earlier tests left resident."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        return pool.submit(function, *args).result()
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="VmHWM reset is Linux only")
 def test_a_phase_reports_its_own_peak_and_the_run_keeps_the_largest(tmp_path):
+    in_fresh_process(_phases_report_their_own_peaks, tmp_path)
+
+
+def _phases_report_their_own_peaks(tmp_path: Path) -> None:
     run = Run(params={}, dataset="", data_dir=Path("."), model_dir=ModelDir(tmp_path))
     with run.phase("big", 1, "step"):
         block = np.ones(300 * 2**20 // 8)  # 300 MB, touched
