@@ -264,6 +264,18 @@ def _check_number(name: str, value, kind: type, metadata: typing.Mapping) -> Non
 #: The defaults of every dataset, as the flat dict.
 DEFAULTS: dict[str, Any] = Parameters().to_dict()
 
+#: Images up to 16×16 (8×8 digits-like): small DoG, conv 3×3 with padding, pool 2×2.
+_SMALL_IMAGES: dict[str, Any] = {
+    "dog_size": 3,
+    "dog_sigma_center": 0.5,
+    "dog_sigma_surround": 1.0,
+    "architecture": [
+        {"kind": "conv", "n_kernels": 16, "kernel_shape": [3, 3], "padding": 1},
+        {"kind": "pool", "pool_shape": [2, 2]},
+        {"kind": "classifier"},
+    ],
+}
+
 PER_DATASET: dict[str, dict[str, Any]] = {
     # event recordings (N-MNIST: 34×34, ~300 ms): ON/OFF events are the two input
     # channels, a recording's 300 ms are pressed into a 60 ms presentation
@@ -272,17 +284,7 @@ PER_DATASET: dict[str, dict[str, Any]] = {
         "data": {"event_time_scale": 0.2},
     },
     # scikit-learn's bundled 8×8 digits: small DoG, one conv layer
-    "digits": {
-        "dog_size": 3,
-        "dog_sigma_center": 0.5,
-        "dog_sigma_surround": 1.0,
-        "train_patches": 2000,
-        "architecture": [
-            {"kind": "conv", "n_kernels": 16, "kernel_shape": [3, 3], "padding": 1},
-            {"kind": "pool", "pool_shape": [2, 2]},
-            {"kind": "classifier"},
-        ],
-    },
+    "digits": {**copy.deepcopy(_SMALL_IMAGES), "train_patches": 2000},
     # MNIST 28×28: DoG -> conv 30×5×5 -> pool 2×2 (12×12 per map) -> SVM on counts summed
     # over a two-level pyramid per map: 16 overlapping 6×6 windows (stride 2) and the
     # 16 cells of 3×3 (a second conv layer, Kheradpisheh-style, is possible but does not
@@ -304,16 +306,7 @@ PER_DATASET: dict[str, dict[str, Any]] = {
 MIN_IMAGE_SIDE = 5
 BY_IMAGE_SIZE: list[tuple[int, dict[str, Any]]] = [
     # up to 16×16 (8×8 digits-like): small DoG, conv 3×3 with padding, pool 2×2
-    (16, {
-        "dog_size": 3,
-        "dog_sigma_center": 0.5,
-        "dog_sigma_surround": 1.0,
-        "architecture": [
-            {"kind": "conv", "n_kernels": 16, "kernel_shape": [3, 3], "padding": 1},
-            {"kind": "pool", "pool_shape": [2, 2]},
-            {"kind": "classifier"},
-        ],
-    }),
+    (16, copy.deepcopy(_SMALL_IMAGES)),
     # up to 64×64 (28×28 MNIST-like): conv 30×5×5, pool 2×2, two-level window pyramid
     (64, {
         "train_patches": 3000,
