@@ -266,6 +266,15 @@ def test_layer_training_overrides_one_layer_only(params):
             resolve_parameters("mnist", {"layer_training": bad})
 
 
+#: A small two-conv-layer digits net whose readout takes both stages.
+TWO_LAYERS_READ_OUT_TOGETHER = [
+    {"kind": "conv", "n_kernels": 6, "kernel_shape": [3, 3], "padding": 1},
+    {"kind": "pool", "pool_shape": [2, 2]},
+    {"kind": "conv", "n_kernels": 8, "kernel_shape": [3, 3], "padding": 1},
+    {"kind": "pool", "pool_shape": [2, 2]},
+    {"kind": "classifier", "layers": "all"}]
+
+
 def test_layer_training_reaches_the_second_layer_on_batched():
     from spinnconv import STDPConvNet
     from spinnconv.datasets import load_digits_dataset
@@ -274,12 +283,7 @@ def test_layer_training_reaches_the_second_layer_on_batched():
     net = STDPConvNet(backend="batched", seed=1, quiet=True, params={
         "train_patches": 300, "diagnostics_images": 0,
         "layer_training": [{}, {"kernel_l1": 0.1}],
-        "architecture": [
-            {"kind": "conv", "n_kernels": 6, "kernel_shape": [3, 3], "padding": 1},
-            {"kind": "pool", "pool_shape": [2, 2]},
-            {"kind": "conv", "n_kernels": 8, "kernel_shape": [3, 3], "padding": 1},
-            {"kind": "pool", "pool_shape": [2, 2]},
-            {"kind": "classifier", "layers": "all"}]})
+        "architecture": TWO_LAYERS_READ_OUT_TOGETHER})
     net.fit(data.train_images, data.train_labels)
     assert net.kernels_[1].mean() == pytest.approx(0.35, abs=0.02)  # the global kernel_l1
     assert net.kernels_[2].mean() == pytest.approx(0.1, abs=0.01)   # layer 2's own
@@ -293,12 +297,7 @@ def test_a_readout_over_every_stage_is_saved_and_tested(tmp_path):
     data = load_digits_dataset().subset(150, 40)
     net = STDPConvNet(backend="batched", seed=2, quiet=True, params={
         "train_patches": 300, "diagnostics_images": 0,
-        "architecture": [
-            {"kind": "conv", "n_kernels": 6, "kernel_shape": [3, 3], "padding": 1},
-            {"kind": "pool", "pool_shape": [2, 2]},
-            {"kind": "conv", "n_kernels": 8, "kernel_shape": [3, 3], "padding": 1},
-            {"kind": "pool", "pool_shape": [2, 2]},
-            {"kind": "classifier", "layers": "all"}]})
+        "architecture": TWO_LAYERS_READ_OUT_TOGETHER})
     net.fit(data.train_images, data.train_labels)
     assert net.svm_.to_arrays()["coef"].shape[1] == 6 * 4 * 4 + 8 * 2 * 2  # both stages
     loaded = STDPConvNet.load(net.save(tmp_path / "model"))
