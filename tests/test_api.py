@@ -100,7 +100,7 @@ def test_bad_options_and_labels_are_refused_before_anything_runs(tmp_path):
 def test_fit_returns_self_with_fitted_attributes(fitted, digits):
     assert isinstance(fitted, STDPConvNet)
     assert fitted.kernels_[1].shape == (16, 3, 3, 2)  # the digits default architecture
-    assert 0 <= fitted.kernels_[1].min() and fitted.kernels_[1].max() <= 1
+    assert fitted.kernels_[1].min() >= 0 and fitted.kernels_[1].max() <= 1
     assert fitted.weights_na_[1] > 0
     diagnostics = fitted.layer_diagnostics_[1]
     assert diagnostics["n_patches"] == SMALL["train_patches"]
