@@ -140,14 +140,14 @@ def train_svm(run: Run) -> dict:
     _require_layers(manifest, model.n_conv_layers, "the SVM")
     started = time.perf_counter()
     net = _network(run, model, manifest, range(1, model.n_conv_layers + 1))
-    net.fit_readout(data.train_images, data.train_labels,
-                    validation=(data.val_images, data.val_labels) if data.n_validation
-                    else None)
-    held_out = ({} if net.validation_accuracy_ is None else
+    validation = (data.val_images, data.val_labels) if data.n_validation else None
+    net.fit_readout(data.train_images, data.train_labels, validation=validation)
+    held_out = ({} if validation is None else
                 {"validation_accuracy": net.validation_accuracy_,
                  "n_validation": net.n_validation_})
-    run.model_dir.save_svm(manifest, {**net.svm_.to_arrays(), "n_train": np.asarray(data.n_train),
-                                      **{key: np.asarray(v) for key, v in held_out.items()}})
+    arrays = {**net.svm_.to_arrays(), "n_train": np.asarray(data.n_train),
+              **{key: np.asarray(value) for key, value in held_out.items()}}
+    run.model_dir.save_svm(manifest, arrays)
     return {"train_accuracy": net.train_accuracy_, "seconds": time.perf_counter() - started,
             **held_out}
 
