@@ -33,7 +33,7 @@ def main() -> None:
 
     import numpy as np
 
-    from spinnconv import cli, pipeline
+    from spinnconv import cli, commands, pipeline
     from spinnconv.readout import SpikeCountSVM, features_from_counts
 
     model_dir = Path(tempfile.mkdtemp(prefix="spinnconv-batched-"))
@@ -52,7 +52,7 @@ def main() -> None:
     run = cli.make_run(cli.build_parser().parse_args(argv))
     data = run.load()
     model = run.model(data.image_shape)
-    kernels = pipeline._kernels(run, model, range(1, model.n_conv_layers + 1))
+    kernels = commands.saved_kernels(run, model, range(1, model.n_conv_layers + 1))
     svm = SpikeCountSVM.from_arrays(run.model_dir.load_svm())
     counts, seconds = {}, {}
     for name in ("batched", "nest"):

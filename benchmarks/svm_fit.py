@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 
 def extract(args: argparse.Namespace) -> None:
     from spinnconv.cli import build_parser, make_run
-    from spinnconv.pipeline import extract_features
+    from spinnconv.commands import extract_features
 
     run = make_run(build_parser().parse_args([
         "--mode", "testing", "--dataset", args.dataset, "--data-dir", args.data_dir,

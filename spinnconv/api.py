@@ -95,14 +95,16 @@ def check_images(images, image_shape: tuple[int, int] | None = None) -> np.ndarr
     return images
 
 
-def _check_labels(labels, n_images: int) -> np.ndarray:
+def _check_labels(labels, n_images: int, fitting: bool = True) -> np.ndarray:
+    """``labels`` as one label per image, or one ``ValueError``; ``fitting``: at least
+    two classes (labels to fit on, not only to score)."""
     labels = np.asarray(labels)
     if labels.ndim != 1 or len(labels) != n_images:
         raise ValueError(f"labels must be one label per image ({n_images},), got shape "
                          f"{labels.shape}")
     if np.issubdtype(labels.dtype, np.floating) and not np.isfinite(labels).all():
         raise ValueError("labels contain NaN or infinite values")
-    if len(np.unique(labels)) < 2:
+    if fitting and len(np.unique(labels)) < 2:
         raise ValueError("labels hold one class only: the SVM needs at least two")
     return labels
 
@@ -124,9 +126,14 @@ class STDPConvNet(ClassifierMixin, BaseEstimator):
     (``{layer number: (n, kh, kw, C)}`` in [0, 1]), ``weights_na_`` (nA of a kernel
     entry of 1, per layer), ``layer_diagnostics_`` (training record per layer),
     ``layers_`` (the arrays of ``layer<N>.npz``), ``svm_``, ``classes_``, ``n_train_``,
-    ``train_accuracy_``, ``phases_`` (one row per timed phase since the last ``fit``:
-    wall time, rate and peak memory, the rows of ``record.json``'s ``phases``).
+    ``train_accuracy_``, ``validation_accuracy_`` and ``n_validation_`` (the accuracy on
+    and number of the images of ``fit_readout(..., validation=...)``; None and 0 without
+    them), ``phases_`` (one row per timed phase since the last ``fit``: wall time, rate
+    and peak memory, the rows of ``record.json``'s ``phases``).
     """
+
+    #: The CLI's run this network works on (see :meth:`_on_run`); None: its own.
+    _context: pipeline.Run | None = None
 
     def __init__(self, model: SequentialModel | None = None, params: dict | None = None,
                  backend: str = "brian2", seed: int = 0, jobs: int = 1,
@@ -205,7 +212,10 @@ class STDPConvNet(ClassifierMixin, BaseEstimator):
         return dataset or CUSTOM_DATASET, params, model
 
     def _ensure_resolved(self, images: np.ndarray) -> np.ndarray:
-        """``images`` checked; on first use, fixes ``image_shape_``, ``params_``, ``model_``."""
+        """``images`` checked; on first use, fixes ``image_shape_``, ``params_``, ``model_``.
+        On a CLI run (:meth:`_on_run`) the images are its dataset's, as they are."""
+        if self._context is not None:
+            return images
         shape = getattr(self, "image_shape_", None)
         images = check_images(images, shape)
         if shape is None:
@@ -213,8 +223,16 @@ class STDPConvNet(ClassifierMixin, BaseEstimator):
             self.image_shape_ = tuple(int(s) for s in images.shape[1:])
         return images
 
+    def _labels(self, labels, n_images: int, fitting: bool = True) -> np.ndarray:
+        """``labels`` checked (:func:`_check_labels`); on a CLI run, as they are."""
+        return labels if self._context is not None else _check_labels(labels, n_images,
+                                                                      fitting)
+
     def _run(self) -> pipeline.Run:
-        """The pipeline's context for this network (creates no files)."""
+        """The pipeline's context for this network (creates no files): the CLI's run
+        after :meth:`_on_run`, else one of its own."""
+        if self._context is not None:
+            return self._context
         from .logs import quiet_libraries
 
         quiet_libraries()
@@ -228,6 +246,33 @@ class STDPConvNet(ClassifierMixin, BaseEstimator):
                             echo=not self.quiet,
                             phases=self.__dict__.setdefault("phases_", []))
 
+    @classmethod
+    def _on_run(cls, run: pipeline.Run, model: SequentialModel,
+                layers: dict[int, dict[str, np.ndarray]],
+                svm: dict[str, np.ndarray] | None = None) -> STDPConvNet:
+        """A network that works on the CLI's ``run`` (its parameters, dataset, backend,
+        machine, ``--jobs``, ``--dask-scheduler``, log lines and phase records) with
+        ``model``, the conv layers ``layers`` (``{number: arrays of layer<N>.npz}``) and
+        the SVM arrays ``svm`` of its model dir.
+
+        The CLI has checked the run's options and data (``spinnconv.datasets``,
+        :func:`~spinnconv.validation.check_run`), so the methods take its images (also
+        colour images and event recordings) and labels as they are, and its errors
+        (:class:`~spinnconv.errors.UsageError`) come through unchanged.
+        """
+        net = cls(backend=run.backend, seed=int(run.params["seed"]), jobs=int(run.jobs),
+                  emulate_spinnaker=bool(run.emulate_spinnaker), quiet=bool(run.quiet),
+                  machine=dict(run.machine), work_dir=run.model_dir.path)
+        net._context = run
+        net.dataset_, net.params_, net.model_ = run.dataset, run.params, model
+        net.image_shape_ = tuple(int(s) for s in model.input_shape[:2])
+        net.phases_ = run.phases
+        for number, arrays in sorted(layers.items()):
+            net._set_layer(number, arrays)
+        if svm is not None:
+            net._set_svm(svm)
+        return net
+
     # -- fitted state -----------------------------------------------------------------
     @property
     def _layers(self) -> dict[int, dict[str, np.ndarray]]:
@@ -238,7 +283,8 @@ class STDPConvNet(ClassifierMixin, BaseEstimator):
         for later in [n for n in self._layers if n >= number]:
             del self._layers[later]
         self._layers[number] = arrays
-        for name in ("svm_", "classes_", "n_train_", "train_accuracy_"):
+        for name in ("svm_", "classes_", "n_train_", "train_accuracy_",
+                     "validation_accuracy_", "n_validation_"):
             self.__dict__.pop(name, None)
         self.kernels_ = {n: a["kernels"] for n, a in sorted(self._layers.items())}
         self.weights_na_ = {n: float(a["weight_na"]) for n, a in sorted(self._layers.items())}
@@ -247,6 +293,15 @@ class STDPConvNet(ClassifierMixin, BaseEstimator):
                    for key in _DIAGNOSTICS if key in a},
                 **pipeline.layer_diagnostics_of(a)}
             for n, a in sorted(self._layers.items())}
+
+    def _set_svm(self, arrays: dict[str, np.ndarray]) -> None:
+        """Keep the SVM of ``arrays`` (those of ``svm.npz``)."""
+        self.svm_ = SpikeCountSVM.from_arrays(arrays)
+        self.classes_ = self.svm_.classes_
+        self.n_train_ = int(arrays["n_train"])
+        self.validation_accuracy_ = (float(arrays["validation_accuracy"])
+                                     if "validation_accuracy" in arrays else None)
+        self.n_validation_ = int(arrays.get("n_validation", 0))
 
     def _require_layers(self, upto: int, what: str) -> None:
         if not hasattr(self, "model_"):
@@ -277,32 +332,46 @@ class STDPConvNet(ClassifierMixin, BaseEstimator):
         ``labels`` (optional, never used by STDP) give the layer's diagnostics a quick
         readout accuracy on held-out training images."""
         images = self._ensure_resolved(images)
-        labels = None if labels is None else _check_labels(labels, len(images))
+        labels = None if labels is None else self._labels(labels, len(images))
         n_conv = self.model_.n_conv_layers
         if isinstance(number, bool) or not isinstance(number, (int, np.integer)) \
                 or not 1 <= number <= n_conv:
             raise ValueError(f"layer {number!r} does not exist: the model has conv layers "
                              f"1..{n_conv}")
         self._require_layers(number - 1, f"fitting layer {number}")
-        _as_value_error(check_backend_options, self.params_, self.backend,
-                        bool(self.emulate_spinnaker), training=True)
+        if self._context is None:
+            _as_value_error(check_backend_options, self.params_, self.backend,
+                            bool(self.emulate_spinnaker), training=True)
         run = self._run()
         arrays = pipeline.fit_conv_layer(run, self.model_, int(number), images,
                                          self._kernels(run, number - 1), labels=labels)
         self._set_layer(int(number), arrays)
         return self
 
-    def fit_readout(self, images: np.ndarray, labels) -> STDPConvNet:
-        """Fit the SVM on the features of ``images`` (every conv layer fitted); returns self."""
+    def fit_readout(self, images: np.ndarray, labels,
+                    validation: tuple | None = None) -> STDPConvNet:
+        """Fit the SVM on the features of ``images`` (every conv layer fitted); returns self.
+
+        ``validation``: ``(images, labels)`` held out from fitting; the fitted SVM's
+        accuracy on them is ``validation_accuracy_`` (None without them).
+        """
         images = self._ensure_resolved(images)
-        labels = _check_labels(labels, len(images))
+        labels = self._labels(labels, len(images))
+        val_images = val_labels = None
+        if validation is not None:
+            if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+                raise ValueError("validation must be a pair (images, labels)")
+            val_images = self._ensure_resolved(validation[0])
+            val_labels = self._labels(validation[1], len(val_images), fitting=False)
         self._require_layers(self.model_.n_conv_layers, "the SVM")
         run = self._run()
         svm, fitted = pipeline.fit_readout(run, self.model_,
                                            self._kernels(run, self.model_.n_conv_layers),
-                                           images, labels)
+                                           images, labels, val_images, val_labels)
         self.svm_, self.classes_ = svm, svm.classes_
         self.n_train_, self.train_accuracy_ = len(images), float(fitted["train_accuracy"])
+        self.validation_accuracy_ = fitted.get("validation_accuracy")
+        self.n_validation_ = int(fitted.get("n_validation", 0))
         return self
 
     # -- inference ------------------------------------------------------------------------
@@ -341,7 +410,7 @@ class STDPConvNet(ClassifierMixin, BaseEstimator):
         """The SVM's label for every image."""
         if not hasattr(self, "svm_"):
             raise NotFittedError("predict needs a fitted SVM: call fit(images, labels) first")
-        images = check_images(images, self.image_shape_)
+        images = self._ensure_resolved(images)
         run = self._run()
         return pipeline.predict_images(run, self.model_,
                                        self._kernels(run, self.model_.n_conv_layers),
@@ -451,10 +520,19 @@ class STDPConvNet(ClassifierMixin, BaseEstimator):
                     manifest = model_dir.save_layer(manifest, number, arrays)
                 if hasattr(self, "svm_"):
                     model_dir.save_svm(manifest, {**self.svm_.to_arrays(),
-                                                  "n_train": np.asarray(self.n_train_)})
+                                                  "n_train": np.asarray(self.n_train_),
+                                                  **self._validation_arrays()})
         except UsageError as err:
             raise ValueError(str(err)) from None
         return Path(directory)
+
+    def _validation_arrays(self) -> dict[str, np.ndarray]:
+        """``validation_accuracy`` and ``n_validation`` as ``svm.npz`` holds them ({}
+        without a validation split)."""
+        if getattr(self, "validation_accuracy_", None) is None:
+            return {}
+        return {"validation_accuracy": np.asarray(self.validation_accuracy_),
+                "n_validation": np.asarray(self.n_validation_)}
 
     @classmethod
     def load(cls, directory: str | Path, backend: str | None = None, jobs: int = 1,
@@ -478,10 +556,7 @@ class STDPConvNet(ClassifierMixin, BaseEstimator):
         for number in manifest["trained"]["layers"]:
             net._set_layer(number, model_dir.load_layer(number))
         if manifest["trained"]["svm"]:
-            arrays = model_dir.load_svm()
-            net.svm_ = SpikeCountSVM.from_arrays(arrays)
-            net.classes_ = net.svm_.classes_
-            net.n_train_ = int(arrays["n_train"])
+            net._set_svm(model_dir.load_svm())
         return net
 
 

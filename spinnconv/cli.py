@@ -1,4 +1,4 @@
-"""Command line: parse, validate, dispatch to :mod:`spinnconv.pipeline`, map errors to exit codes.
+"""Command line: parse, validate, dispatch to :mod:`spinnconv.commands`, map errors to exit codes.
 
 Exit codes: 0 success, 2 usage errors (bad options, wrong order of modes),
 1 runtime failures (corrupt data, I/O, simulator), 130 interrupted.
@@ -205,7 +205,7 @@ def preflight(args: argparse.Namespace, run) -> None:
 
 
 def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
-    from . import pipeline
+    from . import commands
 
     started = time.perf_counter()
     run = make_run(args)
@@ -216,7 +216,7 @@ def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     if args.mode not in WRITING_MODES:
         _run_mode(args, run, argv)
         if args.mode != "info":
-            pipeline.write_run_log(run, argv, time.perf_counter() - started)
+            commands.write_run_log(run, argv, time.perf_counter() - started)
         return 0
     if args.mode != "all":  # --mode all: once load_data has made the data available
         preflight(args, run)
@@ -226,7 +226,7 @@ def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         with run.model_dir.lock([program_name(), *argv]):
             _run_mode(args, run, argv)  # a failed command writes no log: the dir is as it was
             run.lines += library_log.lines
-            pipeline.write_run_log(run, argv, time.perf_counter() - started)
+            commands.write_run_log(run, argv, time.perf_counter() - started)
     except BaseException:
         if not spinnaker_existed:  # a failed command leaves no sPyNNaker config behind
             shutil.rmtree(spinnaker_dir, ignore_errors=True)
@@ -235,43 +235,43 @@ def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _run_mode(args: argparse.Namespace, run, argv: list[str]) -> None:
-    from . import pipeline
+    from . import commands
 
     if args.mode == "info":
-        print(pipeline.info(run))
+        print(commands.info(run))
         return
     if args.mode == "deploy":
-        pipeline.deploy(run, args.spinnaker_conv)
+        commands.deploy(run, args.spinnaker_conv)
         return
     if args.mode == "plot":
-        written = pipeline.plot(run)
+        written = commands.plot(run)
         run.log(f"{len(written)} figures in {run.model_dir.path / 'figures'}")
         return
     if args.mode in ("loaddata", "all"):
-        pipeline.load_data(run, args.source)
+        commands.load_data(run, args.source)
         if args.mode == "all":
             preflight(args, run)
     if args.mode == "training":
         if args.layer == "svm":
-            pipeline.train_svm(run)
+            commands.train_svm(run)
         else:
-            pipeline.train_layer(run, int(args.layer))
+            commands.train_layer(run, int(args.layer))
     if args.mode == "all":
         started = time.perf_counter()
         n_layers = run.model_for(run.load()).n_conv_layers
         for number in range(1, n_layers + 1):
-            pipeline.train_layer(run, number)
+            commands.train_layer(run, number)
             interrupt.check()
-        pipeline.train_svm(run)
+        commands.train_svm(run)
         interrupt.check()
-        results = pipeline.test(run)
+        results = commands.test(run)
         seconds = time.perf_counter() - started
-        record = pipeline.write_record(run, argv, results, seconds)
+        record = commands.write_record(run, argv, results, seconds)
         run.log(f"total: {seconds:.1f} s, peak memory {record['peak_memory_bound_mb']:.0f} MB "
                 f"(main process and --jobs workers); phases in "
                 f"{run.model_dir.path / 'record.json'}")
     if args.mode in ("testing", "all"):
-        results = results if args.mode == "all" else pipeline.test(run)
+        results = results if args.mode == "all" else commands.test(run)
         run.log(f"test images: {results['n_test']}, backend {results['backend']}, "
                 f"{results['seconds']:.1f} s; results in {run.model_dir.path / 'results.json'}")
         if results.get("validation_accuracy") is not None:

@@ -16,6 +16,7 @@ names or sizes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
@@ -193,10 +194,8 @@ def _install(temps: dict[str, Path], destination: Path) -> None:
 
 def _remove(paths) -> None:
     for path in paths:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        except FileNotFoundError:
-            pass
 
 
 def _copy_from(source: Path, destination: Path) -> None:

@@ -100,7 +100,7 @@ def test_bad_options_and_labels_are_refused_before_anything_runs(tmp_path):
 def test_fit_returns_self_with_fitted_attributes(fitted, digits):
     assert isinstance(fitted, STDPConvNet)
     assert fitted.kernels_[1].shape == (16, 3, 3, 2)  # the digits default architecture
-    assert 0 <= fitted.kernels_[1].min() and fitted.kernels_[1].max() <= 1
+    assert fitted.kernels_[1].min() >= 0 and fitted.kernels_[1].max() <= 1
     assert fitted.weights_na_[1] > 0
     diagnostics = fitted.layer_diagnostics_[1]
     assert diagnostics["n_patches"] == SMALL["train_patches"]
@@ -160,6 +160,32 @@ def test_save_load_round_trip_and_refit_layer(fitted, digits, tmp_path):
     with pytest.raises(NotFittedError, match="fitted SVM"):
         loaded.predict(images)
 
+
+
+def test_fit_readout_scores_the_validation_split_that_save_and_main_py_keep(digits, tmp_path):
+    """fit_readout(validation=...) scores held-out images as score() does; save() keeps
+    that accuracy in svm.npz, which load() and main.py --mode testing read back."""
+    images, labels = digits.train_images, digits.train_labels
+    fit, held_out = slice(0, 100), slice(100, None)
+    net = STDPConvNet(backend="batched", params=SMALL, seed=1, quiet=True)
+    net.fit_layer(1, images[fit])
+    net.fit_readout(images[fit], labels[fit])
+    assert net.validation_accuracy_ is None and net.n_validation_ == 0
+    with pytest.raises(ValueError, match=r"validation must be a pair \(images, labels\)"):
+        net.fit_readout(images[fit], labels[fit], validation=images[held_out])
+    net.fit_readout(images[fit], labels[fit], validation=(images[held_out], labels[held_out]))
+    assert net.n_validation_ == N_TRAIN - 100
+    assert net.validation_accuracy_ == net.score(images[held_out], labels[held_out]) > 0.3
+    loaded = STDPConvNet.load(net.save(tmp_path / "m"), quiet=True)
+    assert (loaded.validation_accuracy_, loaded.n_validation_) == (net.validation_accuracy_,
+                                                                   N_TRAIN - 100)
+    result = run_cli("--mode", "testing", "--model-dir", str(tmp_path / "m"), "--test-examples",
+                     "20", "--no-plots", "--quiet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / "m" / "results.json").read_text())
+    assert (results["validation_accuracy"], results["n_validation"]) == (
+        net.validation_accuracy_, N_TRAIN - 100)
+    assert f"validation accuracy: {net.validation_accuracy_:.4f}" in result.stdout
 
 def test_custom_model_of_any_size_is_the_one_trained(digits, tmp_path, capsys):
     if importlib.util.find_spec("nest") is None:  # not imported here: the API mutes its banner

@@ -43,7 +43,8 @@ def test_dict_parameters_merge_key_by_key():
     ({"architecture": [{"kind": "conv", "n_kernels": 4}, {"kind": "pool"},
                        {"kind": "classifier", "grid": 2, "windows": [[2, 1]]}]}, "grid or windows"),
     ({"architecture": [{"kind": "conv", "n_kernels": 4}, {"kind": "pool"},
-                       {"kind": "classifier", "windows": [2, 1]}]}, "list of \\[window, stride\\] pairs"),
+                       {"kind": "classifier", "windows": [2, 1]}]},
+     "list of \\[window, stride\\] pairs"),
     ({"architecture": [{"kind": "conv", "n_kernels": 4}, {"kind": "pool"},
                        {"kind": "classifier", "windows": [[1, 1], [9, 1]]}]}, "window 9 is larger"),
 ])
@@ -90,8 +91,9 @@ def test_window_features_are_a_pyramid_of_overlapping_window_sums():
     np.testing.assert_array_equal(features, np.array(expected, dtype=np.float32))
     # window = stride = H / g is the g × g grid
     six = counts[:, :3 * 36]
-    np.testing.assert_array_equal(features_from_counts(six, (6, 6, 3), Classifier(windows=[[3, 3]])),
-                                  features_from_counts(six, (6, 6, 3), Classifier(grid=2)))
+    np.testing.assert_array_equal(
+        features_from_counts(six, (6, 6, 3), Classifier(windows=[[3, 3]])),
+        features_from_counts(six, (6, 6, 3), Classifier(grid=2)))
 
 
 def _model_and_params(seed=0):
