@@ -1,5 +1,5 @@
 """Choose the readout (window pyramid and SVM C) on a validation split of the MNIST
-*training* images; the test set is not read.
+*training* images; no test image is used.
 
     python experiments/readout_selection.py --source ../shared/data/mnist \\
         --validation 10000 --out /tmp/readout_selection.json

@@ -103,3 +103,21 @@ def test_deep_layers_scores_every_readout_of_two_stages(tmp_path, mnist_dir):
             assert all(0 <= a <= 1 for a in readout[split].values())
     assert max(r["validation_accuracy"]["0.01"] for r in readouts.values()) > 0.3
     assert "last stage per neuron: 200 features" in result.stdout
+
+
+def test_readout_selection_scores_every_candidate_on_the_validation_split(tmp_path, mnist_dir):
+    out = tmp_path / "selection.json"
+    windows = [[[6, 2]], [[6, 2], [4, 2]]]
+    result = run_script("readout_selection.py", "--source", str(mnist_dir), "--backend",
+                        "batched", "--train", "120", "--validation", "60", "--jobs", "1",
+                        "--svm-c", "0.01", "0.03", "--windows", json.dumps(windows),
+                        "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads(out.read_text())
+    assert (record["n_fit"], record["n_validation"]) == (120, 60)
+    assert [(row["windows"], row["svm_c"]) for row in record["rows"]] == [
+        (w, c) for w in windows for c in (0.01, 0.03)]
+    assert [row["features"] for row in record["rows"]] == [16 * 30] * 2 + [41 * 30] * 2
+    assert record["best"] == max(record["rows"], key=lambda row: row["validation_accuracy"])
+    assert all(0 <= row["validation_accuracy"] <= 1 for row in record["rows"])
+    assert "**best**" in result.stdout
