@@ -74,8 +74,7 @@ def score(counts: np.ndarray, shape, windows, c: float, fit: slice, held_out: sl
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse(argv)
-    n_train = None if args.train is None else args.train
-    data = datasets.load_dataset("mnist", args.source, n_train, 1,
+    data = datasets.load_dataset("mnist", args.source, args.train, 1,
                                  n_validation=args.validation, seed=args.seed)
     net = STDPConvNet(backend=args.backend, seed=args.seed)
     net.fit_layer(1, data.train_images)

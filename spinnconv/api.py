@@ -519,20 +519,19 @@ class STDPConvNet(ClassifierMixin, BaseEstimator):
                 for number, arrays in sorted(self._layers.items()):
                     manifest = model_dir.save_layer(manifest, number, arrays)
                 if hasattr(self, "svm_"):
-                    model_dir.save_svm(manifest, {**self.svm_.to_arrays(),
-                                                  "n_train": np.asarray(self.n_train_),
-                                                  **self._validation_arrays()})
+                    model_dir.save_svm(manifest, self._svm_arrays())
         except UsageError as err:
             raise ValueError(str(err)) from None
         return Path(directory)
 
-    def _validation_arrays(self) -> dict[str, np.ndarray]:
-        """``validation_accuracy`` and ``n_validation`` as ``svm.npz`` holds them ({}
-        without a validation split)."""
-        if getattr(self, "validation_accuracy_", None) is None:
-            return {}
-        return {"validation_accuracy": np.asarray(self.validation_accuracy_),
-                "n_validation": np.asarray(self.n_validation_)}
+    def _svm_arrays(self) -> dict[str, np.ndarray]:
+        """The fitted SVM as ``svm.npz`` holds it: its arrays, ``n_train``, and
+        ``validation_accuracy`` and ``n_validation`` after a validation split."""
+        arrays = {**self.svm_.to_arrays(), "n_train": np.asarray(self.n_train_)}
+        if getattr(self, "validation_accuracy_", None) is not None:
+            arrays.update(validation_accuracy=np.asarray(self.validation_accuracy_),
+                          n_validation=np.asarray(self.n_validation_))
+        return arrays
 
     @classmethod
     def load(cls, directory: str | Path, backend: str | None = None, jobs: int = 1,

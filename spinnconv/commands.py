@@ -18,7 +18,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix
 
 from . import datasets, figures
-from .api import STDPConvNet
+from .api import DEFAULT_ARCHITECTURES, STDPConvNet
 from .checkpoint import file_hashes, write_json, write_text
 from .encoding import input_spikes
 from .errors import UsageError
@@ -145,9 +145,7 @@ def train_svm(run: Run) -> dict:
     held_out = ({} if validation is None else
                 {"validation_accuracy": net.validation_accuracy_,
                  "n_validation": net.n_validation_})
-    arrays = {**net.svm_.to_arrays(), "n_train": np.asarray(data.n_train),
-              **{key: np.asarray(value) for key, value in held_out.items()}}
-    run.model_dir.save_svm(manifest, arrays)
+    run.model_dir.save_svm(manifest, net._svm_arrays())
     return {"train_accuracy": net.train_accuracy_, "seconds": time.perf_counter() - started,
             **held_out}
 
@@ -301,7 +299,8 @@ def argv_mode(argv: list[str]) -> str:
 
 def info(run: Run) -> str:
     """``--mode info``: the model summary and what is trained."""
-    image_shape = {"digits": (8, 8), "mnist": (28, 28)}.get(run.dataset)
+    image_shape = {name: shape for shape, name in DEFAULT_ARCHITECTURES.items()}.get(
+        run.dataset)
     if run.model_dir.exists():
         manifest = run.model_dir.verify()
         model = run.model_dir.model()
