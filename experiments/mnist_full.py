@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -69,7 +71,17 @@ def run_seed(args: argparse.Namespace, overrides: dict, data: datasets.Dataset, 
     net = STDPConvNet(params=overrides, backend=args.backend, seed=seed, jobs=args.jobs,
                       quiet=args.quiet)
     net.fit(data.train_images, data.train_labels)
-    accuracy = net.score(data.test_images, data.test_labels)
+    stages = {}
+    if hasattr(net.svm_, "stage_predictions"):  # a vote of per-stage SVMs: each one's own
+        features = net.transform(data.test_images)  # accuracy too (reported, not chosen)
+        accuracy = float(np.mean(net.svm_.predict(features) == data.test_labels))
+        stages = {"stage_weights": net.svm_.stage_weights_.tolist(),
+                  "holdout_accuracy": net.svm_.holdout_accuracy_,
+                  "stage_test_accuracy": [
+                      float(np.mean(predicted == data.test_labels))
+                      for predicted in net.svm_.stage_predictions(features)]}
+    else:
+        accuracy = net.score(data.test_images, data.test_labels)
     seconds = time.perf_counter() - started
     model_dir = net.save(args.out / f"seed{seed}")
     phases = net.phases_
@@ -77,7 +89,7 @@ def run_seed(args: argparse.Namespace, overrides: dict, data: datasets.Dataset, 
         "command": command, "dataset": args.dataset, "backend": args.backend, "seed": seed,
         "jobs": args.jobs, "cores": os.cpu_count(),
         "n_train": len(data.train_images), "n_test": len(data.test_images),
-        "accuracy": accuracy, "train_accuracy": net.train_accuracy_,
+        "accuracy": accuracy, "train_accuracy": net.train_accuracy_, **stages,
         "total_seconds": round(seconds, 1),
         "peak_memory_mb": max(p["peak_memory_mb"] for p in phases),
         "worker_peak_memory_mb": max(p["worker_peak_memory_mb"] for p in phases),
@@ -134,7 +146,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"seed {seed}: {args.dataset}, {len(data.train_images)} train / "
                   f"{len(data.test_images)} test images, backend {args.backend}", flush=True)
             record = run_seed(args, overrides, data, seed, command)
-            print(f"seed {seed}: accuracy {record['accuracy']:.4f}, "
+            each = ", stages alone " + " / ".join(
+                f"{a:.4f}" for a in record["stage_test_accuracy"]) + ", weights " + " / ".join(
+                f"{w:g}" for w in record["stage_weights"]) if "stage_weights" in record else ""
+            print(f"seed {seed}: accuracy {record['accuracy']:.4f}{each}, "
                   f"{record['total_seconds']:.0f} s", flush=True)
             records.append(record)
     except SpinnconvError as err:

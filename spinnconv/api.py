@@ -28,7 +28,7 @@ from .encoding import encode
 from .errors import UsageError
 from .model import SequentialModel
 from .network import build_network, layer_connections, layer_label, schedule_from
-from .readout import SpikeCountSVM
+from .readout import readout_from_arrays
 from .spikes import Schedule
 
 #: Image sizes with a default architecture (``spinnconv.defaults.PER_DATASET``).
@@ -296,7 +296,7 @@ class STDPConvNet(ClassifierMixin, BaseEstimator):
 
     def _set_svm(self, arrays: dict[str, np.ndarray]) -> None:
         """Keep the SVM of ``arrays`` (those of ``svm.npz``)."""
-        self.svm_ = SpikeCountSVM.from_arrays(arrays)
+        self.svm_ = readout_from_arrays(arrays)
         self.classes_ = self.svm_.classes_
         self.n_train_ = int(arrays["n_train"])
         self.validation_accuracy_ = (float(arrays["validation_accuracy"])

@@ -442,12 +442,37 @@ def check_layer_arrays(arrays: dict, model: SequentialModel, number: int, name: 
 
 
 def check_svm_arrays(arrays: dict, model: SequentialModel, name: str, path: Path) -> None:
-    """``ModelDirDamaged`` unless ``arrays`` are a readout of ``model``'s features."""
-    for key in ("scaler_mean", "scaler_scale", "scaler_var", "coef", "intercept", "classes",
-                "c", "transform", "n_train"):
+    """``ModelDirDamaged`` unless ``arrays`` are a readout of ``model``'s features: one
+    SVM on all of them, or a vote of one SVM per stage (``stage<k>_`` arrays)."""
+    if "n_train" not in arrays:
+        raise _damaged(path, f"{name} has no 'n_train' array")
+    if "stage_sizes" not in arrays:
+        _check_one_svm(arrays, _expected_feature_count(model), name, path)
+        return
+    sizes = model.readout_stage_features()
+    stored = _finite(arrays, "stage_sizes", name, path)
+    if stored.tolist() != sizes:
+        raise _damaged(path, f"{name} has stages of {stored.tolist()} features, the model "
+                       f"reads {sizes}")
+    for key in ("stage_weights", "classes", "c", "transform", "holdout_accuracy_json"):
         if key not in arrays:
             raise _damaged(path, f"{name} has no '{key}' array")
-    n_features = _expected_feature_count(model)
+    weights = _finite(arrays, "stage_weights", name, path)
+    if weights.shape != (len(sizes),) or np.any(weights < 0) or not weights[0] > 0:
+        raise _damaged(path, f"{name} 'stage_weights' must be {len(sizes)} numbers >= 0, "
+                       "the first > 0")
+    for number, size in enumerate(sizes, start=1):
+        prefix = f"stage{number}_"
+        stage = {key[len(prefix):]: value for key, value in arrays.items()
+                 if key.startswith(prefix)}
+        _check_one_svm(stage, size, f"{name} stage {number}", path)
+
+
+def _check_one_svm(arrays: dict, n_features: int, name: str, path: Path) -> None:
+    for key in ("scaler_mean", "scaler_scale", "scaler_var", "coef", "intercept", "classes",
+                "c", "transform"):
+        if key not in arrays:
+            raise _damaged(path, f"{name} has no '{key}' array")
     coef = _finite(arrays, "coef", name, path)
     classes = _finite(arrays, "classes", name, path)
     n_classes = classes.size

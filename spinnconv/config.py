@@ -9,6 +9,7 @@ are refused with a :class:`~spinnconv.errors.UsageError` before anything runs.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from pathlib import Path
@@ -74,7 +75,8 @@ def validate(params: dict) -> Parameters:
 LAYER_TRAINING_KEYS = ("kernel_l1", "stdp", "patch_inhibition_na", "homeostasis_mv",
                        "patch_min_spikes", "train_chunk_patches", "patch_neuron",
                        "calibration_percentile", "calibration_threshold_crossings",
-                       "random_kernels")
+                       "random_kernels", "initial_kernels",
+                       "stdp_rate_scale")
 
 
 def _check_layer_training(params: dict) -> None:
@@ -150,12 +152,37 @@ def resolve_parameters(dataset: str, overrides: dict | None = None,
     dataset_values = per_dataset.get(dataset, {})
     params = _merge(defaults, dataset_values, f"spinnconv.defaults.PER_DATASET[{dataset!r}]")
     overrides = overrides or {}
-    if (image_shape is not None and "architecture" not in dataset_values
-            and "architecture" not in overrides):
-        params = _merge(params, size_parameters(image_shape), "spinnconv.defaults.BY_IMAGE_SIZE")
+    if image_shape is not None and "architecture" not in dataset_values:
+        if "architecture" not in overrides:
+            params = _merge(params, size_parameters(image_shape),
+                            "spinnconv.defaults.BY_IMAGE_SIZE")
+        else:  # only the default readout is used: see _with_default_readout
+            with contextlib.suppress(UsageError):  # no default for this size: none
+                params["architecture"] = size_parameters(image_shape)["architecture"]
+    default_architecture = params["architecture"]
     params = _merge(params, overrides, where)
+    if "architecture" in overrides:
+        params["architecture"] = _with_default_readout(params["architecture"],
+                                                       default_architecture)
     validate(params)
     return params
+
+
+def _with_default_readout(architecture, default_architecture: list[dict]):
+    """``architecture`` whose classifier, if it names neither ``grid`` nor ``windows``,
+    takes those of the default architecture's classifier (MNIST-like images: the
+    windows chosen on held-out images); ``"windows": null`` keeps one feature per
+    neuron. Anything that is not a list of objects is left to the model's checks."""
+    default = next((entry for entry in reversed(default_architecture)
+                    if entry.get("kind") == "classifier"), {})
+    readout = {key: copy.deepcopy(default[key]) for key in ("grid", "windows")
+               if default.get(key) is not None}
+    if not readout or not isinstance(architecture, list):
+        return architecture
+    return [{**entry, **readout}
+            if isinstance(entry, dict) and entry.get("kind") == "classifier"
+            and "grid" not in entry and "windows" not in entry else entry
+            for entry in architecture]
 
 
 def override_parameters(base: dict, overrides: dict, where: str = "--params") -> dict:

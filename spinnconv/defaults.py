@@ -119,10 +119,18 @@ class TrainingParameters:
     kernel_l1: float = _value(0.35, positive=True)  # kernels rescaled to this mean (of w_max)
     homeostasis_mv: float = 0.5          # threshold change per chunk for rate deviations
     random_kernels: bool = False         # ablation: keep the random initial kernels (no STDP)
+    # where a conv layer's kernels start: "uniform" random, or "patches": each one a
+    # sampled training window of its input (plus 10 % noise)
+    initial_kernels: Literal["uniform", "patches"] = "uniform"
+    stdp_rate_scale: float = _value(1.0, positive=True)  # a_plus and a_minus × this
     # per conv layer (the last entry for deeper ones): an object overriding this group's
     # values, "stdp" and the calibration's for that layer's training, e.g.
-    # [{}, {"kernel_l1": 0.1}]; "patch_neuron": neuron values of its patch network only
-    layer_training: list[dict] = field(default_factory=list)
+    # [{}, {"kernel_l1": 0.1}]; "patch_neuron": neuron values of its patch network only.
+    # The default: layers 2 and deeper start from sampled windows of their input and
+    # learn 20× slower (at the full rate their kernels collapse onto one pattern; see
+    # experiments/README.md, "Layer-2 STDP collapses its kernels")
+    layer_training: list[dict] = field(default_factory=lambda: [
+        {}, {"initial_kernels": "patches", "stdp_rate_scale": 0.05}])
 
 
 @dataclass(frozen=True)

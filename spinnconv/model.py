@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from .connectivity import conv_synapse_count, output_size, pool_synapse_count
 from .errors import UsageError
@@ -121,12 +121,19 @@ class Classifier:
       ``s < w``); several pairs make a spatial pyramid;
     * neither: one feature per neuron.
 
-    ``layers = "all"``: the features of every stage are concatenated, a stage
-    being the output of a conv layer after the pool layers that follow it (see
+    ``layers = "all"``: every stage is read out, a stage being the output of a
+    conv layer after the pool layers that follow it (see
     :meth:`SequentialModel.readout_positions`); grid and windows are given for
     the first stage's map and scaled to each stage's map size
-    (:meth:`scaled_to`). ``layers = "last"`` (or ``None``): the last spiking
-    layer only.
+    (:meth:`scaled_to`). ``layers = "last"``: the last spiking layer only.
+    ``None`` (not given): ``"all"`` in a model of two or more conv layers, else
+    ``"last"`` (:meth:`SequentialModel.add` decides).
+
+    ``combine`` (with ``layers = "all"``): ``"vote"`` (or ``None``): one SVM per
+    stage, their decision values summed with stage weights chosen on held-out
+    training images (:class:`~spinnconv.readout.StageVoteSVM`), so a stage that
+    does not help is left out; ``"concatenate"``: one SVM on every stage's
+    features side by side.
 
     The output shape is ``(grid, grid, C)``, ``(1, cells, C)`` for windows (cells
     per map, all pairs together), or the input shape (of the last stage).
@@ -135,11 +142,15 @@ class Classifier:
     grid: int | None = None
     windows: tuple[tuple[int, int], ...] | None = None
     layers: str | None = None
+    combine: str | None = None
     kind: str = field(default="classifier", init=False)
 
     def __post_init__(self):
         if self.layers not in (None, "last", "all"):
             raise UsageError(f"classifier layers must be 'last' or 'all', got {self.layers!r}")
+        if self.combine not in (None, "vote", "concatenate"):
+            raise UsageError("classifier combine must be 'vote' or 'concatenate', got "
+                             f"{self.combine!r}")
         if self.grid is not None:
             object.__setattr__(self, "grid", _positive_int(self.grid, "classifier grid"))
         if self.windows is not None:
@@ -158,6 +169,11 @@ class Classifier:
     def reads_all_layers(self) -> bool:
         return self.layers == "all"
 
+    @property
+    def votes_by_stage(self) -> bool:
+        """One SVM per stage and a weighted vote (``layers = "all"``, not concatenated)."""
+        return self.reads_all_layers and self.combine != "concatenate"
+
     def scaled_to(self, reference_shape: Shape, shape: Shape) -> Classifier:
         """This readout for a map of ``shape``: grid, windows and strides scaled by
         ``shape``'s height over ``reference_shape``'s (rounded, at least 1, at most
@@ -174,7 +190,9 @@ class Classifier:
         return Classifier(grid=None if self.grid is None else scale(self.grid))
 
     def describe(self) -> str:
-        stages = " (all)" if self.reads_all_layers else ""
+        stages = ""
+        if self.reads_all_layers:
+            stages = " (all, concatenated)" if self.combine == "concatenate" else " (all, vote)"
         if self.windows is not None:
             return ("Classifier windows " + ", ".join(f"{w}/{s}" for w, s in self.windows)
                     + stages)
@@ -225,6 +243,9 @@ class SequentialModel:
             raise UsageError("the Classifier must be the last layer")
         if isinstance(layer, Classifier) and not self.layers:
             raise UsageError("a Classifier needs at least one Conv or Pool layer before it")
+        if isinstance(layer, Classifier) and layer.layers is None and sum(
+                isinstance(below, ConvLayer) for below in self.layers) >= 2:
+            layer = replace(layer, layers="all")  # a deep net reads out every stage
         try:
             if isinstance(layer, Classifier) and layer.reads_all_layers:
                 self.layers.append(layer)
@@ -282,12 +303,17 @@ class SequentialModel:
 
     def n_readout_features(self) -> int:
         """Features the classifier gets (all stages together)."""
+        return sum(self.readout_stage_features())
+
+    def readout_stage_features(self) -> list[int]:
+        """Features the classifier gets from each stage it reads, in order (one entry
+        unless it reads every stage)."""
         shapes = self.readout_shapes()
         classifier = self.classifier or Classifier()
         if not classifier.reads_all_layers:
-            return int(math.prod(classifier.output_shape(shapes[-1])))
-        return sum(int(math.prod(classifier.scaled_to(shapes[0], shape).output_shape(shape)))
-                   for shape in shapes)
+            return [int(math.prod(classifier.output_shape(shapes[-1])))]
+        return [int(math.prod(classifier.scaled_to(shapes[0], shape).output_shape(shape)))
+                for shape in shapes]
 
     @property
     def conv_layer_positions(self) -> list[int]:
@@ -352,8 +378,10 @@ class SequentialModel:
         for layer in self.layers:
             entry = asdict(layer)
             entry["kind"] = layer.kind
-            if isinstance(layer, Classifier) and layer.layers is None:
-                del entry["layers"]  # specs written before the option stay equal
+            if isinstance(layer, Classifier):  # specs written before the options stay equal
+                for option in ("layers", "combine"):
+                    if entry[option] is None:
+                        del entry[option]
             layers.append(entry)
         return {"input_shape": list(self.input_shape), "layers": layers}
 

@@ -31,13 +31,20 @@ from .encoding import encoded_shape, input_spikes
 from .errors import UsageError
 from .model import Classifier, PoolLayer, SequentialModel
 from .network import run_images
-from .readout import SpikeCountSVM, features_from_counts, readout_features
+from .readout import (
+    SpikeCountSVM,
+    StageVoteSVM,
+    features_from_counts,
+    readout_estimator,
+    readout_features,
+)
 from .spikes import LayerSpikes
 from .training import (
     calibrate_weight_na,
     calibrate_weight_to_firing,
     conv_layer_counts,
     firing_fraction,
+    kernel_similarity,
     random_kernels,
     sample_patches,
     train_conv_layer,
@@ -254,7 +261,7 @@ def fit_conv_layer(run: Run, model: SequentialModel, number: int, images: np.nda
         raise UsageError(f"layer {number}: {err}") from None
     with run.phase(f"layer {number} STDP", patches.n_images, "patch"):
         if params["random_kernels"]:  # ablation: same start, no learning
-            trained = random_kernels(patches.shape, layer.n_kernels, params, rng)
+            trained = random_kernels(patches.shape, layer.n_kernels, params, rng, patches)
         else:
             trained = train_conv_layer(backend, patches, layer.n_kernels, params, rng,
                                        quiet=run.quiet, description=f"STDP layer {number}",
@@ -267,6 +274,7 @@ def fit_conv_layer(run: Run, model: SequentialModel, number: int, images: np.nda
     history = trained.convergence or [float("nan")]  # nan: random kernels, no STDP
     diagnostics.update(calibration, weight_na=float(weight_na),
                        kernels_won=int((trained.wins > 0).sum()), n_kernels=layer.n_kernels,
+                       kernel_similarity=kernel_similarity(trained.kernels),
                        convergence_first=float(history[0]), convergence_last=float(history[-1]))
     how = f"{trained.n_patches} patches" if trained.n_patches else "random kernels (no STDP)"
     run.log(f"layer {number}: {how}, {layer.n_kernels} kernels, "
@@ -414,6 +422,7 @@ def format_diagnostics(number: int, diagnostics: dict) -> str:
             + f", predicted {show('predicted_firing_fraction', '.4f')}), "
             f"maps firing {show('active_maps', 'd')}/{diagnostics['n_kernels']}, "
             f"kernels won in training {diagnostics['kernels_won']}/{diagnostics['n_kernels']}, "
+            f"kernel similarity {show('kernel_similarity', '.3f')}, "
             f"C {diagnostics['convergence_first']:.4f} -> {diagnostics['convergence_last']:.4f}, "
             f"{show('stage_spikes_per_image', '.1f')} stage spikes/image, readout validation "
             f"accuracy {show('readout_accuracy', '.4f')} "
@@ -582,10 +591,16 @@ def fit_readout(run: Run, model: SequentialModel, kernels: dict[int, np.ndarray]
     with run.phase("features (train)", len(images), "img"):
         features, spikes_per_image = features_of(run, model, kernels, images,
                                                  "features (train)")
-    svm = SpikeCountSVM(c=run.params["svm_c"], transform=run.params["svm_feature_transform"])
+    svm = readout_estimator(model, run.params)
     check_training_labels(labels)
     with run.phase("svm fit", len(images), "img"):
         svm.fit(features, labels)
+    if isinstance(svm, StageVoteSVM):
+        run.log("svm: one SVM per stage, stage weights "
+                + " / ".join(f"{w:g}" for w in svm.stage_weights_)
+                + f" chosen on {svm.holdout:.0%} of the training images held out; there: "
+                + ", ".join(f"{name} {value:.4f}"
+                            for name, value in svm.holdout_accuracy_.items()))
     train_accuracy = accuracy_score(labels, svm.predict(features))
     held_out = {}
     if val_images is not None and len(val_images):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 
 import numpy as np
 from joblib import parallel_config
@@ -67,6 +68,17 @@ def readout_features(counts: np.ndarray, model: SequentialModel) -> np.ndarray:
         features_from_counts(counts[:, edges[k]:edges[k + 1]], shape,
                              classifier.scaled_to(shapes[0], shape))
         for k, shape in enumerate(shapes)], axis=1)
+
+
+def readout_estimator(model: SequentialModel, params: dict) -> SpikeCountSVM | StageVoteSVM:
+    """The unfitted readout of ``model``: a vote of per-stage SVMs when its classifier
+    reads every stage and does not concatenate them, else one SVM."""
+    classifier = model.classifier or Classifier()
+    if classifier.votes_by_stage and len(model.readout_shapes()) > 1:
+        return StageVoteSVM(stage_sizes=tuple(model.readout_stage_features()), c=params["svm_c"],
+                            transform=params["svm_feature_transform"],
+                            random_state=int(params["seed"]))
+    return SpikeCountSVM(c=params["svm_c"], transform=params["svm_feature_transform"])
 
 
 def _cell_sums(maps: np.ndarray, classifier: Classifier) -> np.ndarray:
@@ -215,3 +227,136 @@ class SpikeCountSVM(ClassifierMixin, BaseEstimator):
         model.pipeline_ = pipeline
         model.classes_ = svm.classes_
         return model
+
+
+#: Weights a later stage's decision values may get in :class:`StageVoteSVM`, relative
+#: to the first stage's 1 (0: the stage is left out).
+STAGE_WEIGHT_GRID = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0)
+
+
+class StageVoteSVM(ClassifierMixin, BaseEstimator):
+    """One :class:`SpikeCountSVM` per stage (a block of feature columns, the stages'
+    features side by side), their decision values summed with per-stage weights; a
+    scikit-learn estimator.
+
+    ``fit`` holds out ``holdout`` of the training images (stratified, seeded), fits
+    each stage's SVM on the rest and scores every weighting of ``STAGE_WEIGHT_GRID``
+    on the held-out images (the first stage weighs 1; ties go to the weights closest
+    to all 1). A weighting other than the first stage alone must beat it there by
+    more than chance (net images gained > 2 sd of a paired sign count). Then every
+    stage's SVM is fitted again on all the images. A stage that does not help on
+    held-out training images gets weight 0, so the vote never reads out worse there
+    than the first stage alone. Fitted: ``stage_svms_``,
+    ``stage_weights_``, ``holdout_accuracy_`` (``{"stage 1": ..., "vote": ...}``).
+    """
+
+    def __init__(self, stage_sizes: tuple[int, ...] = (), c: float = 1.0,
+                 transform: str = "sqrt", holdout: float = 0.2, random_state: int = 0,
+                 tol: float = 1e-2, n_jobs: int = 1):
+        self.stage_sizes = stage_sizes
+        self.c = c
+        self.transform = transform
+        self.holdout = holdout
+        self.random_state = random_state
+        self.tol = tol
+        self.n_jobs = n_jobs
+
+    def _blocks(self, n_columns: int) -> list[slice]:
+        edges = np.cumsum([0, *self.stage_sizes])
+        if len(self.stage_sizes) == 0 or edges[-1] != n_columns:
+            raise ValueError(f"stage sizes {tuple(self.stage_sizes)} do not add up to the "
+                             f"{n_columns} feature columns")
+        return [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+    def _svm(self) -> SpikeCountSVM:
+        return SpikeCountSVM(c=self.c, transform=self.transform, tol=self.tol,
+                             random_state=self.random_state, n_jobs=self.n_jobs)
+
+    def fit(self, features: np.ndarray, labels: np.ndarray) -> StageVoteSVM:
+        import itertools
+
+        from sklearn.model_selection import train_test_split
+
+        blocks = self._blocks(features.shape[1])
+        labels = np.asarray(labels)
+        fit_rows, held_rows = train_test_split(
+            np.arange(len(labels)), test_size=self.holdout, random_state=self.random_state,
+            stratify=labels)
+        held_labels = labels[held_rows]
+        decisions, classes = [], None
+        for block in blocks:
+            svm = self._svm().fit(features[fit_rows, block], labels[fit_rows])
+            classes = svm.classes_ if classes is None else classes
+            decisions.append(svm.decision_function(features[held_rows, block]))
+        accuracy = {f"stage {k + 1}": float(np.mean(classes[d.argmax(1)] == held_labels))
+                    for k, d in enumerate(decisions)}
+        first = classes[decisions[0].argmax(1)] == held_labels
+        best = (float(first.mean()), 0.0, (1.0,) + (0.0,) * (len(blocks) - 1))
+        for later in itertools.product(STAGE_WEIGHT_GRID, repeat=len(blocks) - 1):
+            weights = (1.0, *later)
+            vote = sum(w * d for w, d in zip(weights, decisions, strict=True))
+            right = classes[vote.argmax(1)] == held_labels
+            # a weighting must beat the first stage alone by more than chance: its net
+            # gain in held-out images over twice the sd of a paired sign count
+            gained, lost = int(np.sum(right & ~first)), int(np.sum(first & ~right))
+            if gained - lost <= 2.0 * np.sqrt(gained + lost):
+                continue
+            score = float(right.mean())
+            distance = sum(abs(np.log2(w)) if w > 0 else 10.0 for w in later)
+            if (score, -distance) > (best[0], -best[1]):
+                best = (score, distance, weights)
+        accuracy["vote"] = best[0]
+        self.stage_weights_ = np.asarray(best[2])
+        self.holdout_accuracy_ = accuracy
+        # every stage, also one of weight 0: each stage's own accuracy can be reported
+        self.stage_svms_ = [self._svm().fit(features[:, block], labels) for block in blocks]
+        self.classes_ = self.stage_svms_[0].classes_
+        return self
+
+    def decision_function(self, features: np.ndarray) -> np.ndarray:
+        blocks = self._blocks(features.shape[1])
+        return sum(weight * svm.decision_function(features[:, block])
+                   for block, weight, svm in zip(blocks, self.stage_weights_, self.stage_svms_,
+                                                 strict=True) if weight > 0)
+
+    def stage_predictions(self, features: np.ndarray) -> list[np.ndarray]:
+        """Each stage's own SVM's labels (the readout of that stage alone)."""
+        return [svm.predict(features[:, block]) for block, svm
+                in zip(self._blocks(features.shape[1]), self.stage_svms_, strict=True)]
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        return self.classes_[self.decision_function(features).argmax(axis=1)]
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Everything needed to predict, as NumPy arrays (each stage's under
+        ``stage<k>_``)."""
+        arrays = {"stage_sizes": np.asarray(self.stage_sizes),
+                  "stage_weights": self.stage_weights_, "c": np.array(self.c),
+                  "transform": np.array(self.transform), "classes": self.classes_,
+                  "holdout_accuracy_json": np.array(json.dumps(self.holdout_accuracy_))}
+        for k, svm in enumerate(self.stage_svms_, start=1):
+            arrays.update({f"stage{k}_{key}": value for key, value in svm.to_arrays().items()})
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> StageVoteSVM:
+        """Rebuild a fitted estimator from :meth:`to_arrays` output."""
+        model = cls(stage_sizes=tuple(int(s) for s in np.asarray(arrays["stage_sizes"])),
+                    c=float(arrays["c"]), transform=str(arrays["transform"]))
+        model.stage_weights_ = np.asarray(arrays["stage_weights"], dtype=np.float64)
+        model.holdout_accuracy_ = json.loads(str(arrays["holdout_accuracy_json"]))
+        model.stage_svms_ = []
+        for k in range(1, len(model.stage_sizes) + 1):
+            prefix = f"stage{k}_"
+            stage = {key[len(prefix):]: value for key, value in arrays.items()
+                     if key.startswith(prefix)}
+            model.stage_svms_.append(SpikeCountSVM.from_arrays(stage))
+        model.classes_ = np.asarray(arrays["classes"])
+        return model
+
+
+def readout_from_arrays(arrays: dict[str, np.ndarray]) -> SpikeCountSVM | StageVoteSVM:
+    """The fitted readout ``svm.npz`` holds: a stage vote or one SVM."""
+    if "stage_sizes" in arrays:
+        return StageVoteSVM.from_arrays(arrays)
+    return SpikeCountSVM.from_arrays(arrays)

@@ -84,6 +84,16 @@ def sample_patches(spikes: LayerSpikes, layer: ConvLayer, n_patches: int,
                                    spikes.time_ms[take][keep])
 
 
+def kernel_similarity(kernels: np.ndarray) -> float | None:
+    """Mean cosine similarity over all pairs of ``kernels`` ``(n, ...)``: near 1 when
+    the kernels have collapsed onto one pattern (None for a single kernel)."""
+    flat = np.asarray(kernels, dtype=np.float64).reshape(len(kernels), -1)
+    if len(flat) < 2:
+        return None
+    unit = flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
+    return float((unit @ unit.T)[np.triu_indices(len(flat), 1)].mean())
+
+
 def convergence(weights_fraction: np.ndarray) -> float:
     """Kheradpisheh's C = mean(w (1 - w)) over weights in [0, 1]: 0 when binary."""
     return float(np.mean(weights_fraction * (1.0 - weights_fraction)))
@@ -91,8 +101,9 @@ def convergence(weights_fraction: np.ndarray) -> float:
 
 def _stdp_rule(params: dict, w_max_na: float) -> STDPRule:
     stdp = params["stdp"]
+    scale = float(params.get("stdp_rate_scale", 1.0))
     return STDPRule(tau_plus_ms=stdp["tau_plus_ms"], tau_minus_ms=stdp["tau_minus_ms"],
-                    a_plus=stdp["a_plus"], a_minus=stdp["a_minus"], w_min=0.0,
+                    a_plus=stdp["a_plus"] * scale, a_minus=stdp["a_minus"] * scale, w_min=0.0,
                     w_max=w_max_na, weight_dependence=stdp["weight_dependence"])
 
 
@@ -152,22 +163,44 @@ class TrainedLayer:
     v_trace_mv: np.ndarray | None = None    # over the last patches (time, neuron)
 
 
+#: ``initial_kernels = "patches"``: the share of uniform noise added to each sampled
+#: window (so that no weight starts at exactly 0 and STDP can still raise it).
+PATCH_START_NOISE = 0.1
+
+
 def _initial_weights(patch_size: int, n_kernels: int, params: dict,
-                     rng: np.random.Generator) -> np.ndarray:
-    """Random patch-network weights ``(patch_size, n_kernels)`` in [0, 1], rescaled."""
-    return rescale_kernels(rng.uniform(0.0, 1.0, size=(patch_size, n_kernels)),
-                           params["kernel_l1"])
+                     rng: np.random.Generator,
+                     patches: LayerSpikes | None = None) -> np.ndarray:
+    """Patch-network weights ``(patch_size, n_kernels)`` in [0, 1] to start from, rescaled.
+
+    ``initial_kernels = "uniform"``: uniform random. ``"patches"``: kernel k starts as
+    the spike counts of a training window (``patches``' images drawn without
+    replacement), divided by their largest value, plus ``PATCH_START_NOISE`` ×
+    uniform noise: kernels that differ from the start, each matching inputs that
+    occur (deeper layers, whose inputs are sparse and correlated, need it).
+    """
+    noise = rng.uniform(0.0, 1.0, size=(patch_size, n_kernels))
+    if params.get("initial_kernels", "uniform") == "uniform" or patches is None:
+        return rescale_kernels(noise, params["kernel_l1"])
+    chosen = rng.choice(patches.n_images, size=n_kernels,
+                        replace=patches.n_images < n_kernels)
+    counts = patches.select(np.sort(chosen)).counts().astype(np.float64).T
+    counts = counts[:, rng.permutation(n_kernels)]
+    start = counts / np.maximum(counts.max(axis=0, keepdims=True), 1.0)
+    return rescale_kernels(start + PATCH_START_NOISE * noise, params["kernel_l1"])
 
 
 def random_kernels(shape: tuple[int, int, int], n_kernels: int, params: dict,
-                   rng: np.random.Generator) -> TrainedLayer:
+                   rng: np.random.Generator,
+                   patches: LayerSpikes | None = None) -> TrainedLayer:
     """The ablation: the patch network's initial kernels, never trained.
 
     Same draw and the same rescaling as :func:`train_conv_layer` starts from, so
-    "STDP" and "random" differ only by learning.
+    "STDP" and "random" differ only by learning (with ``initial_kernels =
+    "patches"``, ``patches`` are the windows the kernels start from).
     """
     kh, kw, channels = shape
-    initial = _initial_weights(kh * kw * channels, n_kernels, params, rng)
+    initial = _initial_weights(kh * kw * channels, n_kernels, params, rng, patches)
     return TrainedLayer(kernels=cn.kernels_from_patch_weights(initial, (kh, kw), channels),
                         wins=np.zeros(n_kernels, dtype=np.int64),
                         thresholds_mv=np.full(n_kernels, params["neuron"]["v_thresh"]),
@@ -209,7 +242,7 @@ def train_conv_layer(backend: Backend, patches: LayerSpikes, n_kernels: int, par
     mean_weight = params["kernel_l1"]
     homeostasis_mv = params["homeostasis_mv"]
 
-    initial = _initial_weights(patch_size, n_kernels, params, rng)
+    initial = _initial_weights(patch_size, n_kernels, params, rng, patches)
     # w_max: the weight scale at which the initial kernels drive the kernel neurons
     w_max = weight_for_drive(patches.counts() @ initial, params)
     rule = _stdp_rule(params, w_max)

@@ -201,7 +201,8 @@ def test_custom_model_of_any_size_is_the_one_trained(digits, tmp_path, capsys):
     assert net.model_ is model
     assert net.kernels_[1].shape == (4, 3, 3, 2) and net.kernels_[2].shape == (6, 3, 3, 4)
     assert net.layer_diagnostics_[2]["n_patches"] == 200  # layer 2 learned on layer 1's spikes
-    assert net.transform(images[:5]).shape == (5, 2 * 2 * 6)
+    # two conv layers: the classifier reads both stages, its grid scaled to each map
+    assert net.transform(images[:5]).shape == (5, 2 * 2 * 4 + 1 * 1 * 6)
     assert net.transform(images[:5], layer=1).shape == (5, 10 * 10 * 4)
     assert net.transform(images[:5], layer=2).shape == (5, 4 * 4 * 6)
     assert [entry["n_kernels"] for entry in net.params_["architecture"][:2]] == [4, 6]

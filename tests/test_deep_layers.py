@@ -155,12 +155,18 @@ def test_readout_over_every_stage_has_the_right_features():
 
 
 def test_readout_of_the_last_layer_is_unchanged():
-    model = two_stage_model(readout_layers=None, windows=[[2, 1]])
+    model = two_stage_model(readout_layers="last", windows=[[2, 1]])
     assert model.readout_positions() == [3]
-    assert "layers" not in model.to_dict()["layers"][-1]  # older specs stay equal
     counts = np.ones((2, 5 * 5 * 64), dtype=np.uint16)
-    np.testing.assert_array_equal(readout_features(counts, two_stage_model("last", [[2, 1]])),
+    np.testing.assert_array_equal(readout_features(counts, model),
                                   features_from_counts(counts, (5, 5, 64), model.classifier))
+
+
+def test_a_deep_classifier_that_does_not_say_reads_every_stage():
+    model = two_stage_model(readout_layers=None)
+    assert model.readout_positions() == [1, 3]
+    assert model.to_dict()["layers"][-1]["layers"] == "all"  # the manifest says so
+    assert model == two_stage_model("all")
 
 
 def test_every_stage_model_round_trips_and_refuses_bad_values():
@@ -289,17 +295,25 @@ def test_layer_training_reaches_the_second_layer_on_batched():
     assert net.kernels_[2].mean() == pytest.approx(0.1, abs=0.01)   # layer 2's own
 
 
-def test_a_readout_over_every_stage_is_saved_and_tested(tmp_path):
+@pytest.mark.parametrize("combine", ["vote", "concatenate"])
+def test_a_readout_over_every_stage_is_saved_and_tested(tmp_path, combine):
     """A model dir whose SVM reads every stage passes the integrity check and tests."""
     from spinnconv import STDPConvNet
     from spinnconv.datasets import load_digits_dataset
 
     data = load_digits_dataset().subset(150, 40)
+    architecture = [*TWO_LAYERS_READ_OUT_TOGETHER[:-1],
+                    {**TWO_LAYERS_READ_OUT_TOGETHER[-1], "combine": combine}]
     net = STDPConvNet(backend="batched", seed=2, quiet=True, params={
-        "train_patches": 300, "diagnostics_images": 0,
-        "architecture": TWO_LAYERS_READ_OUT_TOGETHER})
+        "train_patches": 300, "diagnostics_images": 0, "architecture": architecture})
     net.fit(data.train_images, data.train_labels)
-    assert net.svm_.to_arrays()["coef"].shape[1] == 6 * 4 * 4 + 8 * 2 * 2  # both stages
+    arrays = net.svm_.to_arrays()
+    if combine == "vote":  # one SVM per stage
+        assert arrays["stage_sizes"].tolist() == [6 * 4 * 4, 8 * 2 * 2]
+        assert arrays["stage1_coef"].shape[1] == 6 * 4 * 4
+        assert set(net.svm_.holdout_accuracy_) == {"stage 1", "stage 2", "vote"}
+    else:
+        assert arrays["coef"].shape[1] == 6 * 4 * 4 + 8 * 2 * 2  # both stages
     loaded = STDPConvNet.load(net.save(tmp_path / "model"))
     assert loaded.score(data.test_images, data.test_labels) == \
         net.score(data.test_images, data.test_labels)

@@ -80,3 +80,31 @@ def test_a_missing_value_is_named():
     broken = {name: value for name, value in DEFAULTS.items() if name != "rest_ms"}
     with pytest.raises(UsageError, match="parameter 'rest_ms' is missing"):
         Parameters.from_dict(broken)
+
+
+def test_a_classifier_without_grid_or_windows_takes_the_default_readout():
+    """A --params architecture's plain classifier reads out as the dataset's default
+    does (MNIST: windows 6/2 + 4/2); "windows": null keeps one feature per neuron."""
+    from spinnconv.config import resolve_parameters
+
+    convs = [{"kind": "conv", "n_kernels": 30, "kernel_shape": [5, 5]},
+             {"kind": "pool", "pool_shape": [2, 2]},
+             {"kind": "conv", "n_kernels": 100, "kernel_shape": [5, 5]},
+             {"kind": "pool", "pool_shape": [2, 2]}]
+    plain = resolve_parameters("mnist", {"architecture": [*convs, {"kind": "classifier"}]})
+    assert plain["architecture"][-1] == {"kind": "classifier", "windows": [[6, 2], [4, 2]]}
+    per_neuron = resolve_parameters(
+        "mnist", {"architecture": [*convs, {"kind": "classifier", "windows": None}]})
+    assert per_neuron["architecture"][-1] == {"kind": "classifier", "windows": None}
+    gridded = resolve_parameters("mnist", {"architecture": [*convs, {"kind": "classifier",
+                                                                    "grid": 2}]})
+    assert gridded["architecture"][-1] == {"kind": "classifier", "grid": 2}
+    # own 28×28 data: the MNIST-like default's windows; digits' default has none
+    own = resolve_parameters("npz", {"architecture": [*convs, {"kind": "classifier"}]},
+                             image_shape=(28, 28))
+    assert own["architecture"][-1]["windows"] == [[6, 2], [4, 2]]
+    digits = resolve_parameters("digits", {"architecture": [convs[0], {"kind": "classifier"}]})
+    assert digits["architecture"][-1] == {"kind": "classifier"}
+    big = resolve_parameters("npz", {"architecture": [*convs, {"kind": "classifier"}]},
+                             image_shape=(200, 200))  # no default for the size: as written
+    assert big["architecture"][-1] == {"kind": "classifier"}

@@ -18,11 +18,31 @@ def kheradpisheh_like() -> SequentialModel:
 
 def test_shape_inference_follows_the_formula():
     model = kheradpisheh_like()
+    # two conv layers: the classifier reads both stages (12×12×30 and 4×4×100 neurons)
     assert model.shapes == [(28, 28, 2), (24, 24, 30), (12, 12, 30), (8, 8, 100),
-                            (4, 4, 100), (4, 4, 100)]
+                            (4, 4, 100), (1, 12 * 12 * 30 + 4 * 4 * 100, 1)]
     assert model.output_shape == (4, 4, 100)
     assert model.n_conv_layers == 2
     assert model.conv_layer_positions == [0, 2]
+
+
+def test_a_deep_net_reads_every_stage_unless_told():
+    deep = kheradpisheh_like()
+    assert deep.classifier.layers == "all" and deep.classifier.votes_by_stage
+    assert deep.readout_stage_features() == [12 * 12 * 30, 4 * 4 * 100]
+    assert SequentialModel.from_dict(deep.to_dict()) == deep
+    last = SequentialModel((28, 28, 2)).add(ConvLayer(30, (5, 5))).add(PoolLayer((2, 2)))
+    last.add(ConvLayer(100, (5, 5))).add(Classifier(layers="last"))
+    assert last.readout_stage_features() == [8 * 8 * 100]
+    one = SequentialModel((28, 28, 2)).add(ConvLayer(30, (5, 5))).add(Classifier())
+    assert one.classifier.layers is None and one.readout_stage_features() == [24 * 24 * 30]
+    assert "combine" not in one.to_dict()["layers"][-1]  # older specs stay equal
+    joined = SequentialModel((28, 28, 2)).add(ConvLayer(30, (5, 5))).add(PoolLayer((2, 2)))
+    joined.add(ConvLayer(10, (5, 5))).add(Classifier(grid=2, combine="concatenate"))
+    assert not joined.classifier.votes_by_stage
+    assert joined.readout_stage_features() == [2 * 2 * 30, 1 * 1 * 10]
+    with pytest.raises(UsageError, match="combine"):
+        Classifier(combine="average")
 
 
 @pytest.mark.parametrize("size,kernel,stride,padding,expected", [
