@@ -152,14 +152,14 @@ def resolve_parameters(dataset: str, overrides: dict | None = None,
     dataset_values = per_dataset.get(dataset, {})
     params = _merge(defaults, dataset_values, f"spinnconv.defaults.PER_DATASET[{dataset!r}]")
     overrides = overrides or {}
+    default_architecture = params["architecture"]  # its readout: see _with_default_readout
     if image_shape is not None and "architecture" not in dataset_values:
         if "architecture" not in overrides:
             params = _merge(params, size_parameters(image_shape),
                             "spinnconv.defaults.BY_IMAGE_SIZE")
-        else:  # only the default readout is used: see _with_default_readout
-            with contextlib.suppress(UsageError):  # no default for this size: none
-                params["architecture"] = size_parameters(image_shape)["architecture"]
-    default_architecture = params["architecture"]
+        else:
+            with contextlib.suppress(UsageError):  # no default for this size: the base one
+                default_architecture = size_parameters(image_shape)["architecture"]
     params = _merge(params, overrides, where)
     if "architecture" in overrides:
         params["architecture"] = _with_default_readout(params["architecture"],

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import json
 
 import numpy as np
 from joblib import parallel_config
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.model_selection import train_test_split
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
@@ -273,21 +275,18 @@ class StageVoteSVM(ClassifierMixin, BaseEstimator):
                              random_state=self.random_state, n_jobs=self.n_jobs)
 
     def fit(self, features: np.ndarray, labels: np.ndarray) -> StageVoteSVM:
-        import itertools
-
-        from sklearn.model_selection import train_test_split
-
         blocks = self._blocks(features.shape[1])
         labels = np.asarray(labels)
+        _, counts = np.unique(labels, return_counts=True)
         fit_rows, held_rows = train_test_split(
             np.arange(len(labels)), test_size=self.holdout, random_state=self.random_state,
-            stratify=labels)
+            stratify=labels if counts.min() >= 2 else None)  # a class of one image: random
         held_labels = labels[held_rows]
         decisions, classes = [], None
         for block in blocks:
             svm = self._svm().fit(features[fit_rows, block], labels[fit_rows])
             classes = svm.classes_ if classes is None else classes
-            decisions.append(svm.decision_function(features[held_rows, block]))
+            decisions.append(_class_scores(svm, features[held_rows, block]))
         accuracy = {f"stage {k + 1}": float(np.mean(classes[d.argmax(1)] == held_labels))
                     for k, d in enumerate(decisions)}
         first = classes[decisions[0].argmax(1)] == held_labels
@@ -313,11 +312,17 @@ class StageVoteSVM(ClassifierMixin, BaseEstimator):
         self.classes_ = self.stage_svms_[0].classes_
         return self
 
-    def decision_function(self, features: np.ndarray) -> np.ndarray:
+    def _vote(self, features: np.ndarray) -> np.ndarray:
+        """``(n, n_classes)`` weighted sum of the stages' class scores."""
         blocks = self._blocks(features.shape[1])
-        return sum(weight * svm.decision_function(features[:, block])
+        return sum(weight * _class_scores(svm, features[:, block])
                    for block, weight, svm in zip(blocks, self.stage_weights_, self.stage_svms_,
                                                  strict=True) if weight > 0)
+
+    def decision_function(self, features: np.ndarray) -> np.ndarray:
+        """As scikit-learn's: ``(n, n_classes)``, or ``(n,)`` for two classes."""
+        vote = self._vote(features)
+        return vote[:, 1] if len(self.classes_) == 2 else vote
 
     def stage_predictions(self, features: np.ndarray) -> list[np.ndarray]:
         """Each stage's own SVM's labels (the readout of that stage alone)."""
@@ -325,7 +330,7 @@ class StageVoteSVM(ClassifierMixin, BaseEstimator):
                 in zip(self._blocks(features.shape[1]), self.stage_svms_, strict=True)]
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        return self.classes_[self.decision_function(features).argmax(axis=1)]
+        return self.classes_[self._vote(features).argmax(axis=1)]
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Everything needed to predict, as NumPy arrays (each stage's under
@@ -353,6 +358,12 @@ class StageVoteSVM(ClassifierMixin, BaseEstimator):
             model.stage_svms_.append(SpikeCountSVM.from_arrays(stage))
         model.classes_ = np.asarray(arrays["classes"])
         return model
+
+
+def _class_scores(svm: SpikeCountSVM, features: np.ndarray) -> np.ndarray:
+    """``(n, n_classes)`` decision values of ``svm`` (two classes: ``-d`` and ``d``)."""
+    scores = svm.decision_function(features)
+    return np.column_stack([-scores, scores]) if scores.ndim == 1 else scores
 
 
 def readout_from_arrays(arrays: dict[str, np.ndarray]) -> SpikeCountSVM | StageVoteSVM:

@@ -69,3 +69,14 @@ def test_arrays_round_trip_predicts_the_same():
 def test_stage_sizes_must_cover_the_features():
     with pytest.raises(ValueError, match="do not add up"):
         StageVoteSVM(stage_sizes=(3, 3)).fit(np.ones((20, 7)), np.arange(20) % 2)
+
+
+def test_two_classes_vote_like_scikit_learn():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 300)
+    features = np.hstack([_counts(rng, labels, 6, 3), _counts(rng, labels, 5, 2)])
+    vote = StageVoteSVM(stage_sizes=(6, 5), c=0.1).fit(features, labels)
+    scores = vote.decision_function(features)
+    assert scores.shape == (300,)
+    np.testing.assert_array_equal(vote.predict(features), vote.classes_[(scores > 0).astype(int)])
+    assert np.mean(vote.predict(features) == labels) > 0.8
