@@ -245,10 +245,11 @@ class StageVoteSVM(ClassifierMixin, BaseEstimator):
     each stage's SVM on the rest and scores every weighting of ``STAGE_WEIGHT_GRID``
     on the held-out images (the first stage weighs 1; ties go to the weights closest
     to all 1). A weighting other than the first stage alone must beat it there by
-    more than chance (net images gained > 2 sd of a paired sign count). Then every
-    stage's SVM is fitted again on all the images. A stage that does not help on
-    held-out training images gets weight 0, so the vote never reads out worse there
-    than the first stage alone. Fitted: ``stage_svms_``,
+    more than chance (net images gained > 2 sd of a paired sign count). Then the SVM
+    of every stage that votes is fitted again on all the images. A stage that does not
+    help on held-out training images gets weight 0, so the vote never reads out worse
+    there than the first stage alone; it keeps the SVM fitted without the held-out
+    images, which still gives that stage's own accuracy. Fitted: ``stage_svms_``,
     ``stage_weights_``, ``holdout_accuracy_`` (``{"stage 1": ..., "vote": ...}``).
     """
 
@@ -282,11 +283,12 @@ class StageVoteSVM(ClassifierMixin, BaseEstimator):
             np.arange(len(labels)), test_size=self.holdout, random_state=self.random_state,
             stratify=labels if counts.min() >= 2 else None)  # a class of one image: random
         held_labels = labels[held_rows]
-        decisions, classes = [], None
+        decisions, classes, held_out_svms = [], None, []
         for block in blocks:
             svm = self._svm().fit(features[fit_rows, block], labels[fit_rows])
             classes = svm.classes_ if classes is None else classes
             decisions.append(_class_scores(svm, features[held_rows, block]))
+            held_out_svms.append(svm)
         accuracy = {f"stage {k + 1}": float(np.mean(classes[d.argmax(1)] == held_labels))
                     for k, d in enumerate(decisions)}
         first = classes[decisions[0].argmax(1)] == held_labels
@@ -307,8 +309,12 @@ class StageVoteSVM(ClassifierMixin, BaseEstimator):
         accuracy["vote"] = best[0]
         self.stage_weights_ = np.asarray(best[2])
         self.holdout_accuracy_ = accuracy
-        # every stage, also one of weight 0: each stage's own accuracy can be reported
-        self.stage_svms_ = [self._svm().fit(features[:, block], labels) for block in blocks]
+        # the stages that vote are fitted again on all the images; a stage of weight 0
+        # keeps its SVM of the holdout split (it does not vote, but its own accuracy can
+        # be reported), which saves its second fit
+        self.stage_svms_ = [self._svm().fit(features[:, block], labels) if weight > 0
+                            else svm for block, weight, svm
+                            in zip(blocks, self.stage_weights_, held_out_svms, strict=True)]
         self.classes_ = self.stage_svms_[0].classes_
         return self
 

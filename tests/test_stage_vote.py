@@ -22,7 +22,13 @@ def test_a_noise_stage_gets_no_weight_and_costs_nothing():
     noise = _counts(rng, labels, 40, informative=0)
     vote = StageVoteSVM(stage_sizes=(12, 40), c=0.1).fit(np.hstack([stage1, noise]), labels)
     assert vote.stage_weights_.tolist() == [1.0, 0.0]
-    assert vote.stage_svms_[1].to_arrays()["coef"].shape[1] == 40  # fitted: its own accuracy
+    # the weight-0 stage keeps its SVM of the holdout split (its own accuracy), unfitted again
+    from sklearn.model_selection import train_test_split
+    fit_rows, _ = train_test_split(np.arange(600), test_size=0.2, random_state=0,
+                                   stratify=labels)
+    np.testing.assert_array_equal(
+        vote.stage_svms_[1].to_arrays()["coef"],
+        SpikeCountSVM(c=0.1).fit(noise[fit_rows], labels[fit_rows]).to_arrays()["coef"])
     assert vote.holdout_accuracy_["vote"] == vote.holdout_accuracy_["stage 1"]
     alone = SpikeCountSVM(c=0.1).fit(stage1, labels)
     test_labels = rng.integers(0, 3, 300)
