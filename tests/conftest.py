@@ -46,3 +46,16 @@ def mnist_dir() -> Path:
     if not (MNIST_DIR / "SHA256SUMS").is_file():
         pytest.skip(f"MNIST not found in {MNIST_DIR}")
     return MNIST_DIR
+
+
+@pytest.fixture
+def brian2_numpy_target():
+    """Brian2 generates NumPy code for the test instead of compiling Cython (tens of
+    seconds per new network on a cold cache). For tests of what the connections and the
+    equations are, which every code target runs alike; the default target (Cython) runs
+    the whole pipeline in ``test_end_to_end.py``."""
+    brian2 = pytest.importorskip("brian2")
+    before = brian2.prefs.codegen.target
+    brian2.prefs.codegen.target = "numpy"
+    yield
+    brian2.prefs.codegen.target = before

@@ -28,6 +28,8 @@ from pyNN.errors import ConnectionError as PyNNConnectionError  # noqa: E402
 
 from spinnconv.backends.brian2.fromlist import VectorisedFromListConnector  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("brian2_numpy_target")
+
 CONNECTORS = {"stock": sim.FromListConnector, "vectorised": VectorisedFromListConnector}
 
 

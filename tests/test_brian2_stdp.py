@@ -13,6 +13,8 @@ from spinnconv.backends.spinnaker import plastic_weight_step_on_board, plastic_w
 
 pytest.importorskip("pyNN.brian2")
 
+pytestmark = pytest.mark.usefixtures("brian2_numpy_target")
+
 NEURON = {"cm": 1.0, "tau_m": 10.0, "tau_syn_E": 2.0, "tau_syn_I": 2.0, "tau_refrac": 15.0,
           "v_rest": -65.0, "v_reset": -65.0, "v_thresh": -55.0, "i_offset": 0.0}
 DELAY_MS = 1.0

@@ -55,7 +55,8 @@ def test_same_seed_same_kernels_and_accuracy(tmp_path):
     for name in ("a", "b"):
         model_dir = tmp_path / name
         result = run_cli("--mode", "all", "--dataset", "digits", "--backend", "nest",
-                         "--seed", "3", "--model-dir", str(model_dir))
+                         "--seed", "3", "--model-dir", str(model_dir),
+                         "--train-examples", "500", "--test-examples", "120")
         assert result.returncode == 0, result.stderr[-3000:]
         runs.append((accuracy_of(result), ModelDir(model_dir).layer_path(1).read_bytes()))
     import io
@@ -68,10 +69,11 @@ def test_same_seed_same_kernels_and_accuracy(tmp_path):
 
 
 def test_mnist_subset_reaches_090(tmp_path, mnist_dir):
-    pytest.importorskip("pyNN.nest")
+    # the engine equals NEST spike for spike (test_batched_engine.py); NEST runs the
+    # whole pipeline in test_all_on_digits_reaches_090
     result = run_cli("--mode", "all", "--dataset", "mnist", "--source", str(mnist_dir),
                      "--data-dir", str(tmp_path / "data"), "--train-examples", "1000",
-                     "--test-examples", "500", "--backend", "nest",
+                     "--test-examples", "500", "--backend", "batched",
                      "--model-dir", str(tmp_path / "model"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert accuracy_of(result) >= 0.90

@@ -11,11 +11,10 @@ from conftest import REPO
 
 @pytest.mark.slow
 def test_seeds_are_run_and_summarised(tmp_path):
-    pytest.importorskip("pyNN.nest")
     out = tmp_path / "full"
     result = subprocess.run(
         [sys.executable, str(REPO / "experiments" / "mnist_full.py"), "--dataset", "digits",
-         "--backend", "nest", "--jobs", "1", "--seeds", "0", "1", "--out", str(out),
+         "--backend", "batched", "--jobs", "1", "--seeds", "0", "1", "--out", str(out),
          "--no-plots", "--quiet"],
         cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-3000:]

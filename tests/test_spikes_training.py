@@ -96,8 +96,10 @@ def _patterned_patches(n_patches=300):
 
 
 @pytest.mark.parametrize("backend_name", ["nest", "brian2"])
-def test_stdp_patch_network_learns_and_is_deterministic(backend_name):
+def test_stdp_patch_network_learns_and_is_deterministic(backend_name, request):
     pytest.importorskip("pyNN." + backend_name)
+    if backend_name == "brian2":
+        request.getfixturevalue("brian2_numpy_target")
     params = resolve_parameters("digits", {"train_chunk_patches": 50})
     patches = _patterned_patches()
     results = [train_conv_layer(get_backend(backend_name), patches, 2, params,
@@ -201,7 +203,7 @@ def test_board_weights_are_applied_to_start_and_read_back():
     assert len(trained.convergence) == 6
 
 
-def test_emulated_training_on_brian2_uses_the_board_rule_and_step():
+def test_emulated_training_on_brian2_uses_the_board_rule_and_step(brian2_numpy_target):
     """--emulate-spinnaker training on brian2: every chunk's patch network gets
     sPyNNaker's STDP rule with the board's 16-bit step for this w_max and fan-in,
     and the bars are still learned."""
